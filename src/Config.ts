@@ -1,0 +1,175 @@
+import { Config, ConfigError, Duration, Either, LogLevel, Option, Schema } from "effect"
+import { TickerSymbol } from "./domain/Ticker.js"
+
+/**
+ * Every setting the platform reads, declared once. Each reader fails with a ConfigError whose message
+ * names the variable, the bad value and what is accepted; `main.ts` prints that sentence and exits 1.
+ */
+
+const invalid = (name: string, value: string, accepted: string) =>
+  ConfigError.InvalidData([name], `${name}=${JSON.stringify(value)} is not valid: expected ${accepted}.`)
+
+/** A string variable checked by `parse`; `alias` is read only when `name` is unset. */
+const checked = <A>(
+  name: string,
+  accepted: string,
+  parse: (raw: string) => A | undefined,
+  alias?: string
+): Config.Config<A> => {
+  const one = (variable: string) =>
+    Config.string(variable).pipe(
+      Config.mapOrFail((value) => {
+        const parsed = parse(value.trim())
+        return parsed === undefined ? Either.left(invalid(variable, value, accepted)) : Either.right(parsed)
+      })
+    )
+  return alias === undefined
+    ? one(name)
+    : one(name).pipe(Config.orElseIf({ if: ConfigError.isMissingDataOnly, orElse: () => one(alias) }))
+}
+
+const decodeSymbol = Schema.decodeUnknownOption(TickerSymbol)
+
+export const parseSymbolList = (raw: string): ReadonlyArray<TickerSymbol> | undefined => {
+  const parts = raw.split(",").map((s) => s.trim().toUpperCase()).filter((s) => s.length > 0)
+  if (parts.length === 0) return undefined
+  const out: Array<TickerSymbol> = []
+  for (const part of parts) {
+    const symbol = decodeSymbol(part)
+    if (Option.isNone(symbol)) return undefined
+    if (!out.includes(symbol.value)) out.push(symbol.value)
+  }
+  return out
+}
+
+const positiveNumber = (raw: string) => {
+  const n = Number(raw)
+  return raw !== "" && Number.isFinite(n) && n > 0 ? n : undefined
+}
+const positiveInt = (raw: string) => {
+  const n = Number(raw)
+  return /^\d+$/.test(raw) && n > 0 ? n : undefined
+}
+const booleanValue = (raw: string) => {
+  const v = raw.toLowerCase()
+  return ["true", "1", "yes", "on"].includes(v) ? true : ["false", "0", "no", "off"].includes(v) ? false : undefined
+}
+const oneOf = <const L extends string>(...values: ReadonlyArray<L>) => (raw: string): L | undefined =>
+  values.find((v) => v === raw.toLowerCase())
+const httpUrl = (raw: string) => {
+  try {
+    const url = new URL(raw)
+    return url.protocol === "http:" || url.protocol === "https:" ? raw.replace(/\/+$/, "") : undefined
+  } catch {
+    return undefined
+  }
+}
+const nonEmpty = (raw: string) => (raw.length > 0 ? raw : undefined)
+
+export const symbols = checked(
+  "SYMBOLS",
+  "a comma-separated list of Binance symbols such as BTCUSDT,ETHUSDT",
+  parseSymbolList,
+  "CRYPTO_SYMBOLS"
+).pipe(Config.withDefault(parseSymbolList("BTCUSDT,ETHUSDT")!))
+
+export const pollInterval = checked(
+  "POLL_INTERVAL_SECONDS",
+  "a positive number of seconds such as 60",
+  positiveNumber
+).pipe(Config.map((s) => Duration.millis(Math.round(s * 1000))), Config.withDefault(Duration.seconds(60)))
+
+export type BrokerMode = "direct" | "kafka"
+export const brokerMode: Config.Config<BrokerMode> = checked(
+  "BROKER_MODE",
+  "direct (in-process queue) or kafka",
+  oneOf("direct", "kafka")
+).pipe(Config.withDefault("direct" as const))
+
+export const kafkaBootstrapServers = checked(
+  "KAFKA_BOOTSTRAP_SERVERS",
+  "a comma-separated list of host:port pairs such as localhost:9092",
+  (raw) => {
+    const list = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+    return list.length > 0 && list.every((s) => /^[^\s:]+:\d{1,5}$/.test(s)) ? list : undefined
+  }
+).pipe(Config.withDefault(["localhost:9092"]))
+
+export const topicName = checked(
+  "TOPIC_NAME",
+  "a Kafka topic name of letters, digits, '.', '_' or '-' (at most 249 characters)",
+  (raw) => (/^[A-Za-z0-9._-]{1,249}$/.test(raw) ? raw : undefined),
+  "KAFKA_TOPIC"
+).pipe(Config.withDefault("crypto_prices"))
+
+export const storagePath = checked("STORAGE_PATH", "a file path such as data/app.db", nonEmpty).pipe(
+  Config.withDefault("data/app.db")
+)
+export const enableDbSink = checked("ENABLE_DB_SINK", "true or false", booleanValue).pipe(Config.withDefault(true))
+export const rawDir = checked("RAW_DIR", "a directory path such as data/raw", nonEmpty).pipe(
+  Config.withDefault("data/raw")
+)
+export const port = checked("PORT", "a TCP port number from 0 to 65535", (raw) => {
+  const n = Number(raw)
+  return /^\d+$/.test(raw) && n <= 65535 ? n : undefined
+}).pipe(Config.withDefault(8000))
+export const host = checked("HOST", "an address to listen on such as 0.0.0.0 or 127.0.0.1", nonEmpty).pipe(
+  Config.withDefault("0.0.0.0")
+)
+export const binanceBaseUrl = checked(
+  "BINANCE_BASE_URL",
+  "an http(s) URL such as https://data-api.binance.vision",
+  httpUrl
+).pipe(Config.withDefault("https://data-api.binance.vision"))
+export const binanceTimeout = checked(
+  "BINANCE_TIMEOUT_SECONDS",
+  "a positive number of seconds such as 10",
+  positiveNumber
+).pipe(Config.map((s) => Duration.millis(Math.round(s * 1000))), Config.withDefault(Duration.seconds(10)))
+
+const logLevels = ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"] as const
+export const logLevel = checked("LOG_LEVEL", logLevels.join(", "), (raw) => {
+  const name = oneOf(...logLevels, "warn")(raw)
+  if (name === undefined) return undefined
+  const label = name === "warn" ? "Warning" : `${name[0]!.toUpperCase()}${name.slice(1)}`
+  return LogLevel.fromLiteral(label as LogLevel.Literal)
+}).pipe(Config.withDefault(LogLevel.Info))
+export const logFormat = checked("LOG_FORMAT", "pretty or json", oneOf("pretty", "json")).pipe(
+  Config.withDefault("pretty" as const)
+)
+
+export const consumerBatchSize = checked("CONSUMER_BATCH_SIZE", "a positive whole number such as 500", positiveInt).pipe(
+  Config.withDefault(500)
+)
+export const consumerBatchWindow = checked(
+  "CONSUMER_BATCH_WINDOW_MS",
+  "a positive whole number of milliseconds such as 1000",
+  positiveInt
+).pipe(Config.map(Duration.millis), Config.withDefault(Duration.seconds(1)))
+export const directQueueCapacity = checked(
+  "DIRECT_QUEUE_CAPACITY",
+  "a positive whole number such as 10000",
+  positiveInt
+).pipe(Config.withDefault(10_000))
+
+/** Renders a ConfigError as the sentences a user needs: which variable, which value, what is accepted. */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  const messages: Array<string> = []
+  const walk = (e: ConfigError.ConfigError): void => {
+    switch (e._op) {
+      case "And":
+      case "Or":
+        walk(e.left)
+        walk(e.right)
+        return
+      case "InvalidData":
+      case "MissingData":
+      case "SourceUnavailable":
+      case "Unsupported":
+        messages.push(e.message)
+        return
+    }
+  }
+  walk(error)
+  return [...new Set(messages)].join(" ")
+}

@@ -1,0 +1,114 @@
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { ParseResult, Schema } from "effect"
+import { formatInstantMicros, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
+import { SymbolSummary } from "../store/TickRepo.js"
+
+/** Most rows one /trades/range answer carries. */
+export const RANGE_MAX_ROWS = 5000
+export const LATEST_MAX_ROWS = 1000
+export const LATEST_DEFAULT_ROWS = 200
+
+const ComponentState = Schema.Literal("up", "down", "starting", "not_running")
+
+export const HealthFields = {
+  status: Schema.Literal("ok", "down"),
+  components: Schema.Struct({
+    producer: Schema.Struct({
+      state: ComponentState,
+      symbols: Schema.Array(Schema.String),
+      last_success_at: Schema.NullOr(Schema.String),
+      last_error: Schema.NullOr(Schema.String),
+      last_error_at: Schema.NullOr(Schema.String),
+      used_weight_1m: Schema.NullOr(Schema.Number)
+    }),
+    broker: Schema.Struct({ state: ComponentState, mode: Schema.String, detail: Schema.NullOr(Schema.String) }),
+    store: Schema.Struct({ state: ComponentState, path: Schema.String, detail: Schema.NullOr(Schema.String) })
+  })
+}
+export const HealthReport = Schema.Struct(HealthFields)
+export type HealthReport = typeof HealthReport.Type
+
+/** /health answers 503 with the same report when a component is down. */
+export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", HealthFields, HttpApiSchema.annotations({ status: 503 })) {}
+
+export class UnknownSymbol extends Schema.TaggedError<UnknownSymbol>()(
+  "UnknownSymbol",
+  { message: Schema.String, symbol: Schema.String, known: Schema.Array(Schema.String) },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+
+/** A query-string instant: `2026-01-01T00:00:00Z`, with an offset, or a bare date (midnight UTC). Decodes to epoch microseconds. */
+const InstantParam = Schema.transformOrFail(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (text, _, ast) => {
+    const micros = parseInstantMicros(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text)
+    return micros === undefined
+      ? ParseResult.fail(
+          new ParseResult.Type(
+            ast,
+            text,
+            `expected an ISO-8601 date or instant with a zone, e.g. 2026-01-01 or 2026-01-01T00:00:00Z, got ${JSON.stringify(text)}`
+          )
+        )
+      : ParseResult.succeed(micros)
+  },
+  encode: (micros) => ParseResult.succeed(formatInstantMicros(micros))
+})
+
+const rowLimit = (max: number, fallback: number) =>
+  Schema.optionalWith(
+    Schema.NumberFromString.pipe(
+      Schema.int({ message: () => `limit must be a whole number from 1 to ${max}` }),
+      Schema.between(1, max, { message: () => `limit must be a whole number from 1 to ${max}` })
+    ),
+    { default: () => fallback }
+  )
+
+export const LatestParams = Schema.Struct({
+  symbol: TickerSymbol,
+  limit: rowLimit(LATEST_MAX_ROWS, LATEST_DEFAULT_ROWS)
+})
+
+export const RangeParams = Schema.Struct({
+  symbol: TickerSymbol,
+  start: InstantParam,
+  end: InstantParam,
+  limit: rowLimit(RANGE_MAX_ROWS, RANGE_MAX_ROWS)
+}).pipe(Schema.filter((p) => p.start < p.end || "start must be before end"))
+
+export class SystemApi extends HttpApiGroup.make("system")
+  .add(
+    HttpApiEndpoint.get("health", "/health")
+      .addSuccess(HealthReport)
+      .addError(Unhealthy)
+      .annotate(OpenApi.Summary, "Per-component state; 503 when a component is down")
+  ) {}
+
+export class TradesApi extends HttpApiGroup.make("trades")
+  .add(
+    HttpApiEndpoint.get("symbols", "/symbols")
+      .addSuccess(Schema.Array(SymbolSummary))
+      .annotate(OpenApi.Summary, "Symbols that have data, with their latest timestamp")
+  )
+  .add(
+    HttpApiEndpoint.get("latest", "/trades/latest")
+      .setUrlParams(LatestParams)
+      .addSuccess(Schema.Array(TickerEvent))
+      .addError(UnknownSymbol)
+      .annotate(OpenApi.Summary, `Newest events first; limit 1..${LATEST_MAX_ROWS}, default ${LATEST_DEFAULT_ROWS}`)
+  )
+  .add(
+    HttpApiEndpoint.get("range", "/trades/range")
+      .setUrlParams(RangeParams)
+      .addSuccess(Schema.Array(TickerEvent))
+      .addError(UnknownSymbol)
+      .annotate(
+        OpenApi.Summary,
+        `Events with start <= timestamp_utc < end, oldest first, at most ${RANGE_MAX_ROWS} per answer`
+      )
+  ) {}
+
+export class Api extends HttpApi.make("crypto-streaming-platform")
+  .add(SystemApi)
+  .add(TradesApi)
+  .annotate(OpenApi.Title, "crypto-streaming-platform") {}

@@ -1,0 +1,78 @@
+import { HttpApiBuilder, HttpApiSwagger, type HttpRouter, HttpServer } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import * as AppConfig from "../Config.js"
+import { Health } from "../status/Health.js"
+import { TickRepo } from "../store/TickRepo.js"
+import { Api, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
+
+const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
+  Effect.gen(function* () {
+    const health = yield* Health
+    const repo = yield* TickRepo
+    const storagePath = yield* AppConfig.storagePath
+    return handlers.handle("health", () =>
+      Effect.gen(function* () {
+        const producer = yield* health.producer
+        const broker = yield* health.broker
+        const store = yield* repo.ping.pipe(
+          Effect.as({ state: "up" as const, path: storagePath, detail: null }),
+          Effect.catchAll((e) => Effect.succeed({ state: "down" as const, path: storagePath, detail: e.message }))
+        )
+        const down = [producer.state, broker.state, store.state].includes("down")
+        const report: HealthReport = { status: down ? "down" : "ok", components: { producer, broker, store } }
+        return down ? yield* new Unhealthy(report) : report
+      })
+    )
+  })
+)
+
+const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
+  Effect.gen(function* () {
+    const repo = yield* TickRepo
+    const configured = yield* AppConfig.symbols
+    /** A symbol is known when it is configured or has stored data; anything else is a client error. */
+    const requireKnown = (symbol: string) =>
+      Effect.gen(function* () {
+        if (configured.includes(symbol as never)) return
+        const stored = (yield* repo.symbols).map((s) => s.symbol)
+        if (stored.includes(symbol)) return
+        const known = [...new Set([...configured, ...stored])].sort()
+        return yield* new UnknownSymbol({
+          symbol,
+          known,
+          message: `no data for symbol ${symbol}: it is neither configured (SYMBOLS) nor stored; known symbols: ${known.join(", ")}`
+        })
+      })
+    return handlers
+      .handle("symbols", () => Effect.orDie(repo.symbols))
+      .handle("latest", ({ urlParams: { limit, symbol } }) =>
+        requireKnown(symbol).pipe(
+          Effect.zipRight(repo.latest(symbol, limit)),
+          Effect.catchTag("SqlError", "ParseError", Effect.die)
+        )
+      )
+      .handle("range", ({ urlParams: { end, limit, start, symbol } }) =>
+        requireKnown(symbol).pipe(
+          Effect.zipRight(repo.range(symbol, start, end, limit)),
+          Effect.catchTag("SqlError", "ParseError", Effect.die)
+        )
+      )
+  })
+)
+
+export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([SystemLive, TradesLive]))
+
+/**
+ * The HTTP server over `ApiLive`, with the OpenAPI document at /openapi.json and interactive docs
+ * at /docs; `server` supplies the listening socket (NodeHttpServer in production and in tests).
+ */
+export const httpServer = <E, R>(
+  server: Layer.Layer<HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
+) =>
+  HttpApiBuilder.serve().pipe(
+    Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(ApiLive),
+    HttpServer.withLogAddress,
+    Layer.provide(server)
+  )

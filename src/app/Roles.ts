@@ -1,0 +1,130 @@
+import { NodeHttpServer } from "@effect/platform-node"
+import { Data, Duration, Effect, Fiber, Layer, Option } from "effect"
+import { createServer } from "node:http"
+import * as AppConfig from "../Config.js"
+import { httpServer } from "../api/Http.js"
+import { BinanceClient } from "../binance/BinanceClient.js"
+import { Broker } from "../broker/Broker.js"
+import { DirectBrokerLive } from "../broker/DirectBroker.js"
+import { Health } from "../status/Health.js"
+import { makeJsonlSink } from "../store/JsonlSink.js"
+import { SqlLive } from "../store/Sql.js"
+import { makeSqliteSink } from "../store/SqliteSink.js"
+import { fanOut, TickSink } from "../store/TickSink.js"
+import { TickRepo } from "../store/TickRepo.js"
+import { runConsumer } from "./Consumer.js"
+import { runProducer } from "./Producer.js"
+
+export const roles = ["all", "producer", "consumer", "api"] as const
+export type Role = (typeof roles)[number]
+
+/** A role that cannot start as configured; the message says why and what to do. */
+export class StartupError extends Data.TaggedError("StartupError")<{ readonly message: string }> {}
+
+/** How long a stopping consumer may take to store and acknowledge what it already has. */
+const DRAIN_TIMEOUT = Duration.seconds(4)
+
+const BrokerLive = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const mode = yield* AppConfig.brokerMode
+    if (mode === "kafka") {
+      return yield* new StartupError({
+        message: "BROKER_MODE=kafka is not available in this build yet; use BROKER_MODE=direct with --role=all."
+      })
+    }
+    const health = yield* Health
+    return Layer.effectDiscard(health.setBroker("up", "direct", "in-process queue")).pipe(
+      Layer.provideMerge(DirectBrokerLive)
+    )
+  })
+)
+
+/** SQLite (unless ENABLE_DB_SINK=false) and the JSONL raw log, as one sink. */
+const SinkLive = Layer.effect(
+  TickSink,
+  Effect.gen(function* () {
+    const sinks = (yield* AppConfig.enableDbSink) ? [yield* makeSqliteSink] : []
+    sinks.push(yield* makeJsonlSink(yield* AppConfig.rawDir))
+    return fanOut(sinks)
+  })
+)
+
+const ServerLive = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const port = yield* AppConfig.port
+    const host = yield* AppConfig.host
+    return httpServer(NodeHttpServer.layer(createServer, { port, host }))
+  })
+)
+
+const StoreLive = TickRepo.Default.pipe(Layer.provideMerge(SqlLive))
+
+type Loop = Effect.Effect<unknown, unknown, unknown>
+
+/**
+ * Runs the role's loops until one fails or the process is told to stop. Stopping is ordered: the
+ * producer stops first, the broker is closed so the consumer drains and acknowledges what it has, and
+ * only then are the API and anything left interrupted.
+ */
+const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop = never>(loops: {
+  readonly producer?: P
+  readonly consumer?: C
+  readonly api?: A
+}): Effect.Effect<void, Effect.Effect.Error<P | C | A>, Effect.Effect.Context<P | C | A>> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const broker = yield* Effect.serviceOption(Broker)
+      const consumer = loops.consumer && (yield* Effect.forkScoped(loops.consumer))
+      const producer = loops.producer && (yield* Effect.forkScoped(loops.producer))
+      const api = loops.api && (yield* Effect.forkScoped(loops.api))
+      yield* Effect.addFinalizer(() =>
+        Effect.gen(function* () {
+          if (producer) yield* Fiber.interrupt(producer)
+          if (Option.isSome(broker)) yield* broker.value.close
+          if (consumer) {
+            const drained = yield* Fiber.await(consumer).pipe(Effect.timeout(DRAIN_TIMEOUT), Effect.option)
+            if (Option.isNone(drained)) yield* Effect.logWarning("consumer did not drain in time; stopping it")
+          }
+          yield* Effect.logInfo("stopped")
+        })
+      )
+      const fibers = [consumer, producer, api].filter((f) => f !== undefined)
+      yield* Effect.all(fibers.map(Fiber.join), { concurrency: "unbounded", discard: true })
+    })
+  ) as never
+
+/** The effect that runs `role` with the adapters the configuration selects. */
+export const runRole = (role: Role) =>
+  Effect.gen(function* () {
+    const mode = yield* AppConfig.brokerMode
+    if (mode === "direct" && (role === "producer" || role === "consumer")) {
+      return yield* new StartupError({
+        message: `--role=${role} needs BROKER_MODE=kafka: in direct mode the broker is an in-process queue, so run --role=all, or set BROKER_MODE=kafka and KAFKA_BOOTSTRAP_SERVERS.`
+      })
+    }
+    yield* Effect.logInfo(`starting role ${role} with BROKER_MODE=${mode}`)
+    const api = Layer.launch(ServerLive)
+    switch (role) {
+      case "all":
+        return yield* runLoops({ producer: runProducer, consumer: runConsumer, api }).pipe(
+          Effect.provide(
+            Layer.mergeAll(BinanceClient.Default, SinkLive, BrokerLive).pipe(
+              Layer.provideMerge(StoreLive),
+              Layer.provideMerge(Health.Default)
+            )
+          )
+        )
+      case "producer":
+        return yield* runLoops({ producer: runProducer }).pipe(
+          Effect.provide(
+            Layer.mergeAll(BinanceClient.Default, BrokerLive).pipe(Layer.provideMerge(Health.Default))
+          )
+        )
+      case "consumer":
+        return yield* runLoops({ consumer: runConsumer }).pipe(
+          Effect.provide(Layer.mergeAll(SinkLive, BrokerLive).pipe(Layer.provideMerge(StoreLive), Layer.provideMerge(Health.Default)))
+        )
+      case "api":
+        return yield* runLoops({ api }).pipe(Effect.provide(StoreLive.pipe(Layer.provideMerge(Health.Default))))
+    }
+  })

@@ -1,0 +1,178 @@
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Clock, Duration, Effect, Either, Option, ParseResult, Ref, Schema } from "effect"
+import * as AppConfig from "../Config.js"
+import { DecimalString, type TickerSymbol } from "../domain/Ticker.js"
+import {
+  type BinanceError,
+  BinanceRejected,
+  BinanceUnavailable,
+  InvalidSymbols,
+  MalformedResponse,
+  RateLimited,
+  RegionRestricted
+} from "./BinanceError.js"
+
+/** The fields of Binance's FULL 24h ticker the platform reads; unknown fields are ignored. */
+export const Ticker24h = Schema.Struct({
+  symbol: Schema.String,
+  lastPrice: DecimalString,
+  priceChangePercent: DecimalString,
+  volume: DecimalString,
+  quoteVolume: Schema.optional(DecimalString),
+  openTime: Schema.Number,
+  closeTime: Schema.Number
+})
+export type Ticker24h = typeof Ticker24h.Type
+
+const BinanceErrorBody = Schema.parseJson(Schema.Struct({ code: Schema.Number, msg: Schema.String }))
+const decodeErrorBody = Schema.decodeUnknownOption(BinanceErrorBody)
+const decodeTicker = Schema.decodeUnknownEither(Ticker24h)
+
+/** Binance's request-weight budget per minute (REQUEST_WEIGHT, per IP). */
+export const WEIGHT_LIMIT_1M = 6000
+/** Above this share of the budget the client waits for the next minute instead of risking a 429. */
+const WEIGHT_SAFETY_SHARE = 0.9
+
+export interface WeightObservation {
+  readonly usedWeight1m: number
+  readonly observedAt: number
+}
+
+export interface TickerBatch {
+  readonly tickers: ReadonlyArray<Ticker24h>
+  /** Array entries that did not have the documented shape, skipped with a reason. */
+  readonly skipped: ReadonlyArray<string>
+}
+
+/** Weight of one `GET /api/v3/ticker/24hr?symbols=[...]` call (BINANCE_API.md §1.4). */
+export const ticker24hWeight = (symbolCount: number): number => (symbolCount <= 20 ? 2 : symbolCount <= 100 ? 40 : 80)
+
+const retryAfterOf = (headers: Readonly<Record<string, string>>, fallbackSeconds: number): Duration.Duration => {
+  const seconds = Number(headers["retry-after"])
+  return Duration.seconds(Number.isFinite(seconds) && seconds >= 0 ? seconds : fallbackSeconds)
+}
+
+const make = Effect.gen(function* () {
+  const baseUrl = yield* AppConfig.binanceBaseUrl
+  const timeout = yield* AppConfig.binanceTimeout
+  const client = (yield* HttpClient.HttpClient).pipe(
+    HttpClient.mapRequest(HttpClientRequest.prependUrl(baseUrl)),
+    HttpClient.mapRequest(HttpClientRequest.acceptJson)
+  )
+  /** No request leaves before this instant (epoch ms): set by Retry-After and by the weight guard. */
+  const blockedUntil = yield* Ref.make(0)
+  const weight = yield* Ref.make(Option.none<WeightObservation>())
+
+  const waitForClearance = Effect.gen(function* () {
+    const now = yield* Clock.currentTimeMillis
+    const observed = yield* Ref.get(weight)
+    const minuteStart = now - (now % 60_000)
+    if (
+      Option.isSome(observed) &&
+      observed.value.observedAt >= minuteStart &&
+      observed.value.usedWeight1m >= WEIGHT_LIMIT_1M * WEIGHT_SAFETY_SHARE
+    ) {
+      yield* Effect.logWarning("request weight near Binance's limit; waiting for the next minute").pipe(
+        Effect.annotateLogs({ usedWeight1m: observed.value.usedWeight1m })
+      )
+      yield* Ref.update(blockedUntil, (t) => Math.max(t, minuteStart + 60_000))
+    }
+    const until = yield* Ref.get(blockedUntil)
+    if (until > now) yield* Effect.sleep(Duration.millis(until - now))
+  })
+
+  const block = (retryAfter: Duration.Duration) =>
+    Clock.currentTimeMillis.pipe(
+      Effect.flatMap((now) => Ref.update(blockedUntil, (t) => Math.max(t, now + Duration.toMillis(retryAfter))))
+    )
+
+  /** One GET to Binance: waits for clearance, classifies every failure into a BinanceError, returns parsed JSON. */
+  const getJson = (path: string, params: Record<string, string>, symbols: ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      yield* waitForClearance
+      const response = yield* client.get(path, { urlParams: params }).pipe(
+        Effect.flatMap((res) => Effect.map(res.text, (body) => ({ status: res.status, headers: res.headers, body }))),
+        Effect.timeoutFail({
+          duration: timeout,
+          onTimeout: () =>
+            new BinanceUnavailable({ reason: "timeout", detail: `no answer within ${Duration.format(timeout)}` })
+        }),
+        Effect.catchTags({
+          RequestError: (e) => Effect.fail(new BinanceUnavailable({ reason: "network", detail: e.message })),
+          ResponseError: (e) => Effect.fail(new BinanceUnavailable({ reason: "network", detail: e.message }))
+        })
+      )
+      const used = Number(response.headers["x-mbx-used-weight-1m"] ?? response.headers["x-mbx-used-weight"])
+      if (Number.isFinite(used)) {
+        const observedAt = yield* Clock.currentTimeMillis
+        yield* Ref.set(weight, Option.some({ usedWeight1m: used, observedAt }))
+        yield* Effect.logDebug("binance request weight").pipe(Effect.annotateLogs({ path, usedWeight1m: used }))
+      }
+      const { status, headers, body } = response
+      if (status === 429 || status === 418) {
+        const retryAfter = retryAfterOf(headers, status === 418 ? 120 : 60)
+        yield* block(retryAfter)
+        return yield* new RateLimited({ status, retryAfter })
+      }
+      if (status === 451) return yield* new RegionRestricted({ baseUrl })
+      if (status >= 500) {
+        return yield* new BinanceUnavailable({ reason: "status", detail: `HTTP ${status} from ${path}` })
+      }
+      if (status >= 400) {
+        const parsed = decodeErrorBody(body)
+        if (Option.isSome(parsed) && parsed.value.code === -1121) return yield* new InvalidSymbols({ symbols })
+        return yield* new BinanceRejected({
+          status,
+          code: Option.getOrUndefined(Option.map(parsed, (p) => p.code)),
+          msg: Option.match(parsed, { onNone: () => body.slice(0, 200), onSome: (p) => p.msg })
+        })
+      }
+      return yield* Effect.try({
+        try: () => JSON.parse(body) as unknown,
+        catch: () => new MalformedResponse({ detail: `${path} answered HTTP ${status} with a body that is not JSON` })
+      })
+    })
+
+  /** All symbols' 24h tickers in one request; entries of the wrong shape are skipped and reported. */
+  const ticker24h = (symbols: ReadonlyArray<TickerSymbol>) =>
+    Effect.gen(function* () {
+      const json = yield* getJson("/api/v3/ticker/24hr", { symbols: JSON.stringify(symbols) }, symbols)
+      if (!Array.isArray(json)) {
+        return yield* new MalformedResponse({ detail: "/api/v3/ticker/24hr did not answer with an array" })
+      }
+      const tickers: Array<Ticker24h> = []
+      const skipped: Array<string> = []
+      for (const entry of json) {
+        const decoded = decodeTicker(entry)
+        if (Either.isRight(decoded)) tickers.push(decoded.right)
+        else skipped.push(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+      }
+      if (tickers.length === 0 && skipped.length > 0) {
+        return yield* new MalformedResponse({ detail: `no ticker had the documented shape: ${skipped[0]}` })
+      }
+      return { tickers, skipped } satisfies TickerBatch
+    }).pipe(Effect.withSpan("BinanceClient.ticker24h"))
+
+  /** Whether Binance lists `symbol` (weight 2). Used to name the culprit after a -1121 on a list. */
+  const symbolExists = (symbol: TickerSymbol) =>
+    getJson("/api/v3/ticker/price", { symbol }, [symbol]).pipe(
+      Effect.as(true),
+      Effect.catchTag("InvalidSymbols", () => Effect.succeed(false))
+    )
+
+  return {
+    baseUrl,
+    ticker24h,
+    symbolExists,
+    /** The last `x-mbx-used-weight-1m` Binance reported, with when. */
+    usedWeight: Ref.get(weight)
+  } as const
+})
+
+export class BinanceClient extends Effect.Service<BinanceClient>()("binance/BinanceClient", {
+  effect: make,
+  dependencies: [NodeHttpClient.layerUndici]
+}) {}
+
+export type { BinanceError }

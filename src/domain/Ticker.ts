@@ -1,0 +1,76 @@
+import { Schema } from "effect"
+
+/** A Binance spot symbol as the exchange spells it: upper-case letters and digits, e.g. BTCUSDT. */
+export const TickerSymbol = Schema.String.pipe(
+  Schema.pattern(/^[A-Z0-9]{2,30}$/, {
+    message: (issue) =>
+      `expected a Binance symbol in upper case letters and digits (e.g. BTCUSDT), got ${JSON.stringify(issue.actual)}`
+  }),
+  Schema.brand("TickerSymbol")
+)
+export type TickerSymbol = typeof TickerSymbol.Type
+
+/** Prices and quantities stay decimal strings end to end: never floats. */
+export const DecimalString = Schema.String.pipe(
+  Schema.pattern(/^-?\d+(\.\d+)?$/, {
+    message: (issue) => `expected a decimal number as a string (e.g. "68001.20"), got ${JSON.stringify(issue.actual)}`
+  })
+)
+
+const isoInstantPattern = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/
+
+/**
+ * Parses an ISO-8601 instant with an explicit offset into microseconds since the epoch, keeping the
+ * sub-millisecond digits that `Date` would drop. Returns `undefined` when the text is not such an instant.
+ */
+export const parseInstantMicros = (text: string): number | undefined => {
+  const m = isoInstantPattern.exec(text)
+  if (m === null) return undefined
+  const [, y, mo, d, h, mi, s, frac = "", zone = "Z"] = m
+  const millis = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${zone}`)
+  if (Number.isNaN(millis)) return undefined
+  return millis * 1000 + Number(frac.padEnd(6, "0").slice(0, 6))
+}
+
+/** Formats microseconds since the epoch the way the contract spells time: `2026-01-15T14:03:22.913852+00:00`. */
+export const formatInstantMicros = (micros: number): string => {
+  const millis = Math.floor(micros / 1000)
+  const iso = new Date(millis).toISOString() // 2026-01-15T14:03:22.913Z
+  const subMillis = String(micros - millis * 1000).padStart(3, "0")
+  return `${iso.slice(0, 23)}${subMillis}+00:00`
+}
+
+/** An ISO-8601 instant with an explicit UTC offset, e.g. `2026-01-15T14:03:22.913852+00:00`. */
+export const IsoInstant = Schema.String.pipe(
+  Schema.filter((s) => parseInstantMicros(s) !== undefined, {
+    message: (issue) =>
+      `expected an ISO-8601 instant with an offset such as 2026-01-15T14:03:22.913852+00:00, got ${JSON.stringify(issue.actual)}`
+  })
+)
+
+export const TICKER_24HR_SOURCE = "binance_api_v3_ticker_24hr"
+export const CONTRACT_VERSION = "1"
+
+/**
+ * The platform's data contract: one 24h-ticker observation of one symbol. The six fields and their
+ * names are fixed; `event_time` (Binance's `closeTime` of the 24h window) is an optional extra.
+ */
+export const TickerEvent = Schema.Struct({
+  timestamp_utc: IsoInstant,
+  symbol: TickerSymbol,
+  lastPrice: DecimalString,
+  priceChangePercent: DecimalString,
+  volume: DecimalString,
+  source: Schema.NonEmptyTrimmedString,
+  event_time: Schema.optional(IsoInstant)
+})
+export type TickerEvent = typeof TickerEvent.Type
+
+/** The wire form on a broker: the event as a JSON document. */
+export const TickerEventJson = Schema.parseJson(TickerEvent)
+
+/** The deterministic identity of an event: one row per (symbol, instant) whatever the replay count. */
+export const eventKey = (event: TickerEvent): { readonly symbol: TickerSymbol; readonly tsMicros: number } => ({
+  symbol: event.symbol,
+  tsMicros: parseInstantMicros(event.timestamp_utc)!
+})

@@ -1,0 +1,53 @@
+import { Command, Options } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, ConfigError, Effect, Layer, Logger, Option } from "effect"
+import * as AppConfig from "./Config.js"
+import { type Role, roles, runRole } from "./app/Roles.js"
+
+const LoggerLive = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const format = yield* AppConfig.logFormat
+    const level = yield* AppConfig.logLevel
+    return Layer.merge(format === "json" ? Logger.json : Logger.pretty, Logger.minimumLogLevel(level))
+  })
+)
+
+const role = Options.choice("role", roles).pipe(
+  Options.withDefault("all" as Role),
+  Options.withDescription(
+    "all: producer, consumer and API in one process; producer, consumer, api: one role each (needs BROKER_MODE=kafka for producer and consumer)"
+  )
+)
+
+const command = Command.make("crypto-stream", { role }, ({ role }) => runRole(role).pipe(Effect.provide(LoggerLive)))
+
+const cli = Command.run(command, { name: "crypto-streaming-platform", version: "0.1.0" })
+
+/** One clear sentence for the failures a user can fix; the full cause for anything else. */
+const report = (cause: Cause.Cause<unknown>) =>
+  Effect.sync(() => {
+    if (Cause.isInterruptedOnly(cause)) return
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure)) {
+      const e = failure.value
+      if (ConfigError.isConfigError(e)) {
+        console.error(`Configuration error: ${AppConfig.describeConfigError(e)}`)
+        return
+      }
+      if (typeof e === "object" && e !== null && "_tag" in e) {
+        if (e._tag === "StartupError" && "message" in e) {
+          console.error(String(e.message))
+          return
+        }
+        // @effect/cli has already printed its own usage error.
+        if (["MissingValue", "InvalidValue", "InvalidArgument", "CommandMismatch", "UnclusteredFlag", "MultipleValuesDetected", "MissingFlag", "MissingSubcommand", "CorrectedFlag", "NoBuiltInMatch", "HelpRequested"].includes(String(e._tag))) return
+      }
+    }
+    console.error(Cause.pretty(cause))
+  })
+
+cli(process.argv).pipe(
+  Effect.tapErrorCause(report),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true })
+)

@@ -1,0 +1,54 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Either } from "effect"
+import * as AppConfig from "../src/Config.js"
+import { withEnv } from "./support/effect.js"
+
+const failureOf = <A>(config: Effect.Effect<A, unknown>) =>
+  Effect.either(config).pipe(
+    Effect.map((e) => (Either.isLeft(e) ? AppConfig.describeConfigError(e.left as never) : "no error"))
+  )
+
+describe("configuration", () => {
+  it.effect("has working defaults", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* AppConfig.symbols, ["BTCUSDT", "ETHUSDT"])
+      assert.isTrue(Duration.equals(yield* AppConfig.pollInterval, Duration.seconds(60)))
+      assert.strictEqual(yield* AppConfig.brokerMode, "direct")
+      assert.strictEqual(yield* AppConfig.topicName, "crypto_prices")
+      assert.strictEqual(yield* AppConfig.storagePath, "data/app.db")
+      assert.strictEqual(yield* AppConfig.port, 8000)
+      assert.strictEqual(yield* AppConfig.binanceBaseUrl, "https://data-api.binance.vision")
+    }).pipe(withEnv({}))
+  )
+
+  it.effect("accepts the aliases CRYPTO_SYMBOLS and KAFKA_TOPIC, normalising symbols", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* AppConfig.symbols, ["SOLUSDT", "BTCUSDT"])
+      assert.strictEqual(yield* AppConfig.topicName, "ticks")
+    }).pipe(withEnv({ CRYPTO_SYMBOLS: " solusdt, BTCUSDT,solusdt ", KAFKA_TOPIC: "ticks" }))
+  )
+
+  it.effect("prefers SYMBOLS over CRYPTO_SYMBOLS", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* AppConfig.symbols, ["ETHUSDT"])
+    }).pipe(withEnv({ SYMBOLS: "ETHUSDT", CRYPTO_SYMBOLS: "BTCUSDT" }))
+  )
+
+  it.effect("names the variable, the value and what is accepted for a bad value", () =>
+    Effect.gen(function* () {
+      const symbols = yield* failureOf(AppConfig.symbols).pipe(withEnv({ SYMBOLS: "BTC USDT,ETH" }))
+      assert.include(symbols, 'SYMBOLS="BTC USDT,ETH" is not valid')
+      assert.include(symbols, "comma-separated list of Binance symbols")
+      const interval = yield* failureOf(AppConfig.pollInterval).pipe(withEnv({ POLL_INTERVAL_SECONDS: "-5" }))
+      assert.include(interval, 'POLL_INTERVAL_SECONDS="-5" is not valid: expected a positive number of seconds')
+      const mode = yield* failureOf(AppConfig.brokerMode).pipe(withEnv({ BROKER_MODE: "rabbit" }))
+      assert.include(mode, 'BROKER_MODE="rabbit" is not valid: expected direct (in-process queue) or kafka')
+      const url = yield* failureOf(AppConfig.binanceBaseUrl).pipe(withEnv({ BINANCE_BASE_URL: "ftp://x" }))
+      assert.include(url, "BINANCE_BASE_URL")
+      const aliasOnly = yield* failureOf(AppConfig.symbols).pipe(withEnv({ CRYPTO_SYMBOLS: "$$$" }))
+      assert.include(aliasOnly, 'CRYPTO_SYMBOLS="$$$" is not valid')
+      const flag = yield* failureOf(AppConfig.enableDbSink).pipe(withEnv({ ENABLE_DB_SINK: "maybe" }))
+      assert.include(flag, 'ENABLE_DB_SINK="maybe" is not valid: expected true or false')
+    })
+  )
+})
