@@ -102,6 +102,27 @@ export const topicName = checked(
   "KAFKA_TOPIC"
 ).pipe(Config.withDefault("crypto_prices"))
 
+export const topicPartitions = checked("TOPIC_PARTITIONS", "a positive whole number such as 3", positiveInt).pipe(
+  Config.withDefault(3)
+)
+export const topicReplicationFactor = checked(
+  "TOPIC_REPLICATION_FACTOR",
+  "a positive whole number such as 1",
+  positiveInt
+).pipe(Config.withDefault(1))
+export const consumerGroupId = checked("CONSUMER_GROUP_ID", "a non-empty Kafka consumer group id", nonEmpty).pipe(
+  Config.withDefault("crypto-consumer")
+)
+export const kafkaClientId = checked("KAFKA_CLIENT_ID", "a non-empty Kafka client id", nonEmpty).pipe(
+  Config.withDefault("crypto-streaming-platform")
+)
+/** Events the Kafka producer holds in memory while the broker is unreachable, before publish suspends. */
+export const kafkaProducerBuffer = checked(
+  "KAFKA_PRODUCER_BUFFER",
+  "a positive whole number such as 10000",
+  positiveInt
+).pipe(Config.withDefault(10_000))
+
 export const storagePath = checked("STORAGE_PATH", "a file path such as data/app.db", nonEmpty).pipe(
   Config.withDefault("data/app.db")
 )
