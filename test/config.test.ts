@@ -11,7 +11,7 @@ const failureOf = <A>(config: Effect.Effect<A, unknown>) =>
 describe("configuration", () => {
   it.effect("has working defaults", () =>
     Effect.gen(function* () {
-      assert.deepStrictEqual(yield* AppConfig.symbols, ["BTCUSDT", "ETHUSDT"])
+      assert.deepStrictEqual<ReadonlyArray<string>>(yield* AppConfig.symbols, ["BTCUSDT", "ETHUSDT"])
       assert.isTrue(Duration.equals(yield* AppConfig.pollInterval, Duration.seconds(60)))
       assert.strictEqual(yield* AppConfig.brokerMode, "direct")
       assert.strictEqual(yield* AppConfig.topicName, "crypto_prices")
@@ -23,14 +23,14 @@ describe("configuration", () => {
 
   it.effect("accepts the aliases CRYPTO_SYMBOLS and KAFKA_TOPIC, normalising symbols", () =>
     Effect.gen(function* () {
-      assert.deepStrictEqual(yield* AppConfig.symbols, ["SOLUSDT", "BTCUSDT"])
+      assert.deepStrictEqual<ReadonlyArray<string>>(yield* AppConfig.symbols, ["SOLUSDT", "BTCUSDT"])
       assert.strictEqual(yield* AppConfig.topicName, "ticks")
     }).pipe(withEnv({ CRYPTO_SYMBOLS: " solusdt, BTCUSDT,solusdt ", KAFKA_TOPIC: "ticks" }))
   )
 
   it.effect("prefers SYMBOLS over CRYPTO_SYMBOLS", () =>
     Effect.gen(function* () {
-      assert.deepStrictEqual(yield* AppConfig.symbols, ["ETHUSDT"])
+      assert.deepStrictEqual<ReadonlyArray<string>>(yield* AppConfig.symbols, ["ETHUSDT"])
     }).pipe(withEnv({ SYMBOLS: "ETHUSDT", CRYPTO_SYMBOLS: "BTCUSDT" }))
   )
 
