@@ -66,13 +66,13 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([SystemLive, T
  * The HTTP server over `ApiLive`, with the OpenAPI document at /openapi.json and interactive docs
  * at /docs; `server` supplies the listening socket (NodeHttpServer in production and in tests).
  */
-export const httpServer = <E, R>(
-  server: Layer.Layer<HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
+export const httpServer = <A, E, R>(
+  server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
 ) =>
   HttpApiBuilder.serve().pipe(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provide(server)
+    Layer.provideMerge(server)
   )

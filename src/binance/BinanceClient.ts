@@ -151,7 +151,8 @@ const make = Effect.gen(function* () {
       if (tickers.length === 0 && skipped.length > 0) {
         return yield* new MalformedResponse({ detail: `no ticker had the documented shape: ${skipped[0]}` })
       }
-      return { tickers, skipped } satisfies TickerBatch
+      const batch: TickerBatch = { tickers, skipped }
+      return batch
     }).pipe(Effect.withSpan("BinanceClient.ticker24h"))
 
   /** Whether Binance lists `symbol` (weight 2). Used to name the culprit after a -1121 on a list. */

@@ -27,3 +27,13 @@ export const driveClock = <A, E>(fiber: Fiber.Fiber<A, E>, step: Duration.Durati
 
 /** Runs with exactly these environment variables as configuration. */
 export const withEnv = (env: Record<string, string>) => Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+/** Moves the TestClock forward by `total` in `step`s, letting fibers and real I/O run in between. */
+export const advance = (total: Duration.DurationInput, step: Duration.DurationInput = "1 second") =>
+  Effect.gen(function* () {
+    const steps = Math.ceil(Duration.toMillis(total) / Duration.toMillis(step))
+    for (let i = 0; i < steps; i++) {
+      yield* TestClock.adjust(step)
+      yield* realDelay(1)
+    }
+  })

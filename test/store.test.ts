@@ -1,0 +1,132 @@
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { makeJsonlSink } from "../src/store/JsonlSink.js"
+import { sqliteLayer } from "../src/store/Sql.js"
+import { makeSqliteSink } from "../src/store/SqliteSink.js"
+import { TickRepo } from "../src/store/TickRepo.js"
+import { makeEvent, us } from "./support/events.js"
+
+/** A migrated database in a fresh temporary directory that does not exist yet (it must be created). */
+const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo>) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = yield* fs.makeTempDirectoryScoped()
+    const file = path.join(dir, "nested", "app.db")
+    return yield* f(file).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))))
+  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+
+const t0 = us("2026-01-15T14:00:00Z")
+const batch = [
+  makeEvent("BTCUSDT", t0, "100.10"),
+  makeEvent("ETHUSDT", t0, "2000.20"),
+  makeEvent("BTCUSDT", t0 + 60_000_000, "100.30"),
+  makeEvent("BTCUSDT", t0 + 120_000_000 + 7, "100.40")
+]
+
+describe("SqliteStore", () => {
+  it.effect("creates its directory, migrates, and runs in WAL mode", () =>
+    withTempDb((file) =>
+      Effect.gen(function* () {
+        const fs = yield* FileSystem.FileSystem
+        assert.isTrue(yield* fs.exists(file))
+        assert.isTrue(yield* fs.exists(`${file}-wal`))
+      }).pipe(Effect.provide(NodeContext.layer))
+    )
+  )
+
+  it.effect("stores the same batch twice as one row per event", () =>
+    withTempDb(() =>
+      Effect.gen(function* () {
+        const repo = yield* TickRepo
+        assert.strictEqual(yield* repo.insertMany(batch), 4)
+        assert.strictEqual(yield* repo.insertMany(batch), 0)
+        assert.strictEqual(yield* repo.insertMany([...batch].reverse()), 0)
+        const rows = yield* repo.range("BTCUSDT", 0, Number.MAX_SAFE_INTEGER, 100)
+        assert.strictEqual(rows.length, 3)
+        const symbols = yield* repo.symbols
+        assert.deepStrictEqual(symbols, [
+          { symbol: "BTCUSDT", latest_timestamp_utc: batch[3]!.timestamp_utc, events: 3 },
+          { symbol: "ETHUSDT", latest_timestamp_utc: batch[1]!.timestamp_utc, events: 1 }
+        ])
+      })
+    )
+  )
+
+  it.effect("treats the same instant written with another offset or precision as the same event", () =>
+    withTempDb(() =>
+      Effect.gen(function* () {
+        const repo = yield* TickRepo
+        yield* repo.insertMany([{ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T14:00:00+00:00" }])
+        const added = yield* repo.insertMany([{ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T16:00:00.000000+02:00" }])
+        assert.strictEqual(added, 0)
+      })
+    )
+  )
+
+  it.effect("returns the exact contract back: latest newest first, range oldest first with end exclusive", () =>
+    withTempDb(() =>
+      Effect.gen(function* () {
+        const repo = yield* TickRepo
+        const withEventTime = { ...batch[0]!, event_time: "2026-01-15T13:59:59.999000+00:00" }
+        yield* repo.insertMany([withEventTime, ...batch.slice(1)])
+        const latest = yield* repo.latest("BTCUSDT", 2)
+        assert.deepStrictEqual(latest, [batch[3], batch[2]])
+        const range = yield* repo.range("BTCUSDT", t0, t0 + 120_000_000, 10)
+        assert.deepStrictEqual(range, [withEventTime, batch[2]])
+        assert.deepStrictEqual(yield* repo.range("BTCUSDT", t0, t0 + 120_000_000, 1), [withEventTime])
+      })
+    )
+  )
+
+  it.effect("the sink reports writes through TickRepo and stays idempotent in bigger batches", () =>
+    withTempDb(() =>
+      Effect.gen(function* () {
+        const sink = yield* makeSqliteSink
+        const repo = yield* TickRepo
+        const many = Array.from({ length: 2500 }, (_, i) => makeEvent(i % 2 === 0 ? "BTCUSDT" : "ETHUSDT", t0 + i))
+        yield* sink.writeBatch(many)
+        yield* sink.writeBatch(many.slice(1000, 2000))
+        const symbols = yield* repo.symbols
+        assert.deepStrictEqual(symbols.map((s) => s.events), [1250, 1250])
+      })
+    )
+  )
+})
+
+describe("JsonlSink", () => {
+  it.scoped("appends one contract event per line to RAW_DIR/YYYY-MM-DD.jsonl by the event's UTC day", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = `${yield* fs.makeTempDirectoryScoped()}/raw`
+      const sink = yield* makeJsonlSink(dir)
+      const lateEvening = makeEvent("BTCUSDT", us("2026-01-15T23:59:59.999Z") + 999)
+      const nextDay = makeEvent("BTCUSDT", us("2026-01-16T00:00:00Z"))
+      yield* sink.writeBatch([lateEvening, nextDay])
+      yield* sink.writeBatch([makeEvent("ETHUSDT", us("2026-01-16T00:00:01Z"))])
+      assert.deepStrictEqual((yield* fs.readDirectory(dir)).sort(), ["2026-01-15.jsonl", "2026-01-16.jsonl"])
+      const day1 = yield* fs.readFileString(`${dir}/2026-01-15.jsonl`)
+      assert.strictEqual(day1, `${JSON.stringify(lateEvening)}\n`)
+      assert.include(day1, '"timestamp_utc":"2026-01-15T23:59:59.999999+00:00"')
+      const day2 = (yield* fs.readFileString(`${dir}/2026-01-16.jsonl`)).trimEnd().split("\n")
+      assert.deepStrictEqual(day2.map((l) => JSON.parse(l).symbol), ["BTCUSDT", "ETHUSDT"])
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("does not append a replayed event again, even after a restart", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const events = [makeEvent("BTCUSDT", t0), makeEvent("ETHUSDT", t0), makeEvent("BTCUSDT", t0)]
+      const first = yield* makeJsonlSink(dir)
+      yield* first.writeBatch(events)
+      yield* first.writeBatch(events)
+      const restarted = yield* makeJsonlSink(dir)
+      yield* restarted.writeBatch([...events, makeEvent("BTCUSDT", t0 + 1)])
+      const lines = (yield* fs.readFileString(`${dir}/2026-01-15.jsonl`)).trimEnd().split("\n")
+      assert.strictEqual(lines.length, 3)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+})
