@@ -194,3 +194,29 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
   walk(error)
   return [...new Set(messages)].join(" ")
 }
+
+/** Reads every setting once, so a bad value stops the process at start-up rather than later in one role. */
+export const validateAll = Config.all([
+  symbols,
+  pollInterval,
+  brokerMode,
+  kafkaBootstrapServers,
+  topicName,
+  topicPartitions,
+  topicReplicationFactor,
+  consumerGroupId,
+  kafkaClientId,
+  kafkaProducerBuffer,
+  storagePath,
+  enableDbSink,
+  rawDir,
+  port,
+  host,
+  binanceBaseUrl,
+  binanceTimeout,
+  logLevel,
+  logFormat,
+  consumerBatchSize,
+  consumerBatchWindow,
+  directQueueCapacity
+])

@@ -96,6 +96,7 @@ const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop
 /** The effect that runs `role` with the adapters the configuration selects. */
 export const runRole = (role: Role) =>
   Effect.gen(function* () {
+    yield* AppConfig.validateAll
     const mode = yield* AppConfig.brokerMode
     if (mode === "direct" && (role === "producer" || role === "consumer")) {
       return yield* new StartupError({

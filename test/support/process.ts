@@ -1,0 +1,63 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import * as net from "node:net"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
+export const mainJs = path.join(repoRoot, "dist", "main.js")
+
+/** A free loopback port (listen on 0, close, reuse the number). */
+export const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+export interface RunningMain {
+  readonly child: ChildProcess
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string
+  /** Resolves with the exit code (or signal name) once the process ended. */
+  readonly exited: Promise<number | string>
+}
+
+/** Runs the built `dist/main.js` with `args` and exactly `env` on top of PATH/HOME. */
+export const runMain = (args: ReadonlyArray<string>, env: Record<string, string>): RunningMain => {
+  const child = spawn(process.execPath, [mainJs, ...args], {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_FORMAT: "json", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let out = ""
+  child.stdout!.on("data", (d) => (out += d))
+  child.stderr!.on("data", (d) => (out += d))
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown"))
+  )
+  return { child, output: () => out, exited }
+}
+
+/** Polls `check` every 50 ms until it returns a value, or throws after `timeoutMs`. */
+export const waitFor = async <A>(check: () => Promise<A | undefined> | A | undefined, timeoutMs: number, what: string) => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+/** GET `url` as JSON, or undefined when nothing listens yet. */
+export const getJson = async (url: string): Promise<{ status: number; body: any } | undefined> => {
+  try {
+    const res = await fetch(url)
+    return { status: res.status, body: await res.json() }
+  } catch {
+    return undefined
+  }
+}
