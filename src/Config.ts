@@ -130,10 +130,13 @@ export const enableDbSink = checked("ENABLE_DB_SINK", "true or false", booleanVa
 export const rawDir = checked("RAW_DIR", "a directory path such as data/raw", nonEmpty).pipe(
   Config.withDefault("data/raw")
 )
-export const port = checked("PORT", "a TCP port number from 0 to 65535", (raw) => {
+const tcpPort = (raw: string) => {
   const n = Number(raw)
   return /^\d+$/.test(raw) && n <= 65535 ? n : undefined
-}).pipe(Config.withDefault(8000))
+}
+export const port = checked("PORT", "a TCP port number from 0 to 65535", tcpPort).pipe(Config.withDefault(8000))
+/** When set, the producer and consumer roles serve GET /health on this port (unset: no HTTP server). */
+export const healthPort = Config.option(checked("HEALTH_PORT", "a TCP port number from 0 to 65535", tcpPort))
 export const host = checked("HOST", "an address to listen on such as 0.0.0.0 or 127.0.0.1", nonEmpty).pipe(
   Config.withDefault("0.0.0.0")
 )
@@ -211,6 +214,7 @@ export const validateAll = Config.all([
   enableDbSink,
   rawDir,
   port,
+  healthPort,
   host,
   binanceBaseUrl,
   binanceTimeout,

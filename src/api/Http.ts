@@ -1,27 +1,36 @@
-import { HttpApiBuilder, HttpApiSwagger, type HttpRouter, HttpServer } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { Effect, Layer, Option } from "effect"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
 
+/** The platform's condition as /health reports it; the store is checked live when this process has one. */
+export const currentHealth = Effect.gen(function* () {
+  const health = yield* Health
+  const repo = yield* Effect.serviceOption(TickRepo)
+  const storagePath = yield* Effect.orDie(AppConfig.storagePath) // validated at start-up
+  const producer = yield* health.producer
+  const broker = yield* health.broker
+  const store = Option.isNone(repo)
+    ? { state: "not_running" as const, path: storagePath, detail: null }
+    : yield* repo.value.ping.pipe(
+        Effect.as({ state: "up" as const, path: storagePath, detail: null }),
+        Effect.catchAll((e) => Effect.succeed({ state: "down" as const, path: storagePath, detail: e.message }))
+      )
+  const down = [producer.state, broker.state, store.state].includes("down")
+  const report: HealthReport = { status: down ? "down" : "ok", components: { producer, broker, store } }
+  return report
+})
+
 const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
   Effect.gen(function* () {
-    const health = yield* Health
-    const repo = yield* TickRepo
-    const storagePath = yield* AppConfig.storagePath
+    const context = yield* Effect.context<Health | TickRepo>()
     return handlers.handle("health", () =>
-      Effect.gen(function* () {
-        const producer = yield* health.producer
-        const broker = yield* health.broker
-        const store = yield* repo.ping.pipe(
-          Effect.as({ state: "up" as const, path: storagePath, detail: null }),
-          Effect.catchAll((e) => Effect.succeed({ state: "down" as const, path: storagePath, detail: e.message }))
-        )
-        const down = [producer.state, broker.state, store.state].includes("down")
-        const report: HealthReport = { status: down ? "down" : "ok", components: { producer, broker, store } }
-        return down ? yield* new Unhealthy(report) : report
-      })
+      currentHealth.pipe(
+        Effect.provide(context),
+        Effect.flatMap((report) => (report.status === "down" ? Effect.fail(new Unhealthy(report)) : Effect.succeed(report)))
+      )
     )
   })
 )
@@ -73,6 +82,23 @@ export const httpServer = <A, E, R>(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(ApiLive),
+    HttpServer.withLogAddress,
+    Layer.provideMerge(server)
+  )
+
+/**
+ * A server with /health only, for the producer and consumer roles in their own processes
+ * (HEALTH_PORT): same report and status codes as the API's /health.
+ */
+export const healthServer = <A, E, R>(
+  server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
+) =>
+  HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/health",
+      Effect.flatMap(currentHealth, (report) => HttpServerResponse.json(report, { status: report.status === "ok" ? 200 : 503 }))
+    ),
+    HttpServer.serve(),
     HttpServer.withLogAddress,
     Layer.provideMerge(server)
   )

@@ -2,7 +2,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Data, Duration, Effect, Fiber, Layer, Option } from "effect"
 import { createServer } from "node:http"
 import * as AppConfig from "../Config.js"
-import { httpServer } from "../api/Http.js"
+import { healthServer, httpServer } from "../api/Http.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
 import { Broker } from "../broker/Broker.js"
 import { DirectBrokerLive } from "../broker/DirectBroker.js"
@@ -56,6 +56,14 @@ const ServerLive = Layer.unwrapEffect(
     return httpServer(NodeHttpServer.layer(createServer, { port, host }))
   })
 )
+
+/** GET /health for a producer or consumer process, when HEALTH_PORT is set. */
+const healthLoop = Effect.gen(function* () {
+  const port = yield* AppConfig.healthPort
+  if (Option.isNone(port)) return yield* Effect.never
+  const host = yield* AppConfig.host
+  return yield* Layer.launch(healthServer(NodeHttpServer.layer(createServer, { port: port.value, host })))
+})
 
 const StoreLive = TickRepo.Default.pipe(Layer.provideMerge(SqlLive))
 
@@ -116,13 +124,13 @@ export const runRole = (role: Role) =>
           )
         )
       case "producer":
-        return yield* runLoops({ producer: runProducer }).pipe(
+        return yield* runLoops({ producer: runProducer, api: healthLoop }).pipe(
           Effect.provide(
             Layer.mergeAll(BinanceClient.Default, BrokerLive).pipe(Layer.provideMerge(Health.Default))
           )
         )
       case "consumer":
-        return yield* runLoops({ consumer: runConsumer }).pipe(
+        return yield* runLoops({ consumer: runConsumer, api: healthLoop }).pipe(
           Effect.provide(Layer.mergeAll(SinkLive, BrokerLive).pipe(Layer.provideMerge(StoreLive), Layer.provideMerge(Health.Default)))
         )
       case "api":
