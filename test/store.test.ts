@@ -130,3 +130,21 @@ describe("JsonlSink", () => {
     }).pipe(Effect.provide(NodeContext.layer))
   )
 })
+
+describe("JsonlSink after a crash", () => {
+  it.scoped("ends a torn last line before appending, so new lines stay whole", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const file = `${dir}/2026-01-15.jsonl`
+      const whole = makeEvent("BTCUSDT", t0)
+      yield* fs.writeFileString(file, `${JSON.stringify(whole)}\n{"timestamp_utc":"2026-01-15T14:00:01`)
+      const sink = yield* makeJsonlSink(dir)
+      const next = makeEvent("ETHUSDT", t0 + 1)
+      yield* sink.writeBatch([whole, next])
+      const lines = (yield* fs.readFileString(file)).split("\n")
+      assert.deepStrictEqual(JSON.parse(lines[2]!), next)
+      assert.strictEqual(lines.length, 4)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+})

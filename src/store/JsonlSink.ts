@@ -46,7 +46,10 @@ export const makeJsonlSink = (rawDir: string) =>
         const known = seen.get(day)
         if (known !== undefined) return known
         const ids = new Set<string>()
-        for (const line of (yield* readTail(file)).split("\n")) {
+        const tail = yield* readTail(file)
+        // A process killed mid-write can leave a torn last line: end it, so the next line stays whole.
+        if (tail.length > 0 && !tail.endsWith("\n")) yield* fs.writeFileString(file, "\n", { flag: "a" })
+        for (const line of tail.split("\n")) {
           if (line.length === 0) continue
           try {
             const parsed = JSON.parse(line) as TickerEvent
