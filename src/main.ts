@@ -2,7 +2,9 @@ import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Effect, Layer, Logger, Option } from "effect"
 import * as AppConfig from "./Config.js"
-import { type Role, roles, runRole } from "./app/Roles.js"
+import { BACKFILL_MAX_DAYS } from "./app/Backfill.js"
+import { runBackfillCommand, type Role, roles, runRole } from "./app/Roles.js"
+import { Intervals } from "./domain/Candles.js"
 
 const LoggerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
@@ -19,9 +21,45 @@ const role = Options.choice("role", roles).pipe(
   )
 )
 
-const command = Command.make("crypto-stream", { role }, ({ role }) => runRole(role).pipe(Effect.provide(LoggerLive)))
+const root = Command.make("crypto-stream", { role }, ({ role }) => runRole(role).pipe(Effect.provide(LoggerLive)))
 
-const cli = Command.run(command, { name: "crypto-streaming-platform", version: "0.1.0" })
+const backfill = Command.make(
+  "backfill",
+  {
+    symbols: Options.text("symbols").pipe(
+      Options.optional,
+      Options.withDescription("comma-separated symbols (default: SYMBOLS)")
+    ),
+    days: Options.integer("days").pipe(
+      Options.withDefault(90),
+      Options.withDescription(`days of history to fetch, 1..${BACKFILL_MAX_DAYS}`)
+    ),
+    interval: Options.choice("interval", ["1d", "1h", "1m"] satisfies ReadonlyArray<(typeof Intervals)[number]>).pipe(
+      Options.withDefault("1d" as const),
+      Options.withDescription("kline interval")
+    )
+  },
+  (options) => runBackfillCommand({ ...options, tty: process.stderr.isTTY === true }).pipe(Effect.provide(LoggerLive))
+).pipe(Command.withDescription("Fetch Binance klines into the history (idempotent, resumes where the store has data)"))
+
+const cli = Command.run(root.pipe(Command.withSubcommands([backfill])), {
+  name: "crypto-streaming-platform",
+  version: "0.1.0"
+})
+
+const cliErrors = new Set([
+  "MissingValue",
+  "InvalidValue",
+  "InvalidArgument",
+  "CommandMismatch",
+  "UnclusteredFlag",
+  "MultipleValuesDetected",
+  "MissingFlag",
+  "MissingSubcommand",
+  "CorrectedFlag",
+  "NoBuiltInMatch",
+  "HelpRequested"
+])
 
 /** One clear sentence for the failures a user can fix; the full cause for anything else. */
 const report = (cause: Cause.Cause<unknown>) =>
@@ -40,7 +78,7 @@ const report = (cause: Cause.Cause<unknown>) =>
           return
         }
         // @effect/cli has already printed its own usage error.
-        if (["MissingValue", "InvalidValue", "InvalidArgument", "CommandMismatch", "UnclusteredFlag", "MultipleValuesDetected", "MissingFlag", "MissingSubcommand", "CorrectedFlag", "NoBuiltInMatch", "HelpRequested"].includes(String(e._tag))) return
+        if (cliErrors.has(String(e._tag))) return
       }
     }
     console.error(Cause.pretty(cause))

@@ -36,6 +36,7 @@ const scriptedClient = (steps: ReadonlyArray<(symbols: ReadonlyArray<TickerSymbo
           calls.push(yield* Clock.currentTimeMillis)
           return yield* steps[Math.min(calls.length - 1, steps.length - 1)]!(symbols)
         }),
+      klines: () => Effect.die("not used by the producer"),
       symbolExists: () => Effect.succeed(true),
       usedWeight: Effect.succeed(Option.none())
     })

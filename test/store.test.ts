@@ -6,16 +6,17 @@ import { makeJsonlSink } from "../src/store/JsonlSink.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { CandleRepo } from "../src/store/CandleRepo.js"
 import { makeEvent, us } from "./support/events.js"
 
 /** A migrated database in a fresh temporary directory that does not exist yet (it must be created). */
-const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo>) =>
+const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | CandleRepo>) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const dir = yield* fs.makeTempDirectoryScoped()
     const file = path.join(dir, "nested", "app.db")
-    return yield* f(file).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))))
+    return yield* f(file).pipe(Effect.provide(Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
 
 const t0 = us("2026-01-15T14:00:00Z")

@@ -1,5 +1,6 @@
 import { NodeHttpServer } from "@effect/platform-node"
 import { Data, Duration, Effect, Fiber, Layer, Option } from "effect"
+import type { Interval } from "../domain/Candles.js"
 import { createServer } from "node:http"
 import * as AppConfig from "../Config.js"
 import { healthServer, httpServer } from "../api/Http.js"
@@ -12,6 +13,8 @@ import { SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
 import { fanOut, TickSink } from "../store/TickSink.js"
 import { TickRepo } from "../store/TickRepo.js"
+import { CandleRepo } from "../store/CandleRepo.js"
+import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
 import { runConsumer } from "./Consumer.js"
 import { runProducer } from "./Producer.js"
 
@@ -65,7 +68,7 @@ const healthLoop = Effect.gen(function* () {
   return yield* Layer.launch(healthServer(NodeHttpServer.layer(createServer, { port: port.value, host })))
 })
 
-const StoreLive = TickRepo.Default.pipe(Layer.provideMerge(SqlLive))
+const StoreLive = Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
 
 type Loop = Effect.Effect<unknown, unknown, unknown>
 
@@ -136,4 +139,43 @@ export const runRole = (role: Role) =>
       case "api":
         return yield* runLoops({ api }).pipe(Effect.provide(StoreLive.pipe(Layer.provideMerge(Health.Default))))
     }
+  })
+
+/** `backfill`: klines from Binance into the candle store, then exit. */
+export const runBackfillCommand = (options: {
+  readonly symbols: Option.Option<string>
+  readonly days: number
+  readonly interval: Interval
+  readonly tty: boolean
+}) =>
+  Effect.gen(function* () {
+    yield* AppConfig.validateAll
+    const symbols = Option.isSome(options.symbols)
+      ? AppConfig.parseSymbolList(options.symbols.value)
+      : yield* AppConfig.symbols
+    if (symbols === undefined) {
+      return yield* new StartupError({
+        message: `--symbols ${JSON.stringify(Option.getOrElse(options.symbols, () => ""))} is not valid: expected a comma-separated list of Binance symbols such as BTCUSDT,ETHUSDT.`
+      })
+    }
+    if (!Number.isInteger(options.days) || options.days < 1 || options.days > BACKFILL_MAX_DAYS) {
+      return yield* new StartupError({ message: `--days ${options.days} is not valid: expected a whole number from 1 to ${BACKFILL_MAX_DAYS}.` })
+    }
+    const stopped = (e: { readonly message: string }) =>
+      Effect.fail(
+        new StartupError({
+          message: `backfill stopped: ${e.message}. What was fetched is stored; run the same command again to resume.`
+        })
+      )
+    return yield* runBackfill({ symbols, days: options.days, interval: options.interval, tty: options.tty }).pipe(
+      Effect.catchTags({
+        RateLimited: stopped,
+        RegionRestricted: stopped,
+        InvalidSymbols: stopped,
+        BinanceRejected: stopped,
+        BinanceUnavailable: stopped,
+        MalformedResponse: stopped
+      }),
+      Effect.provide(Layer.merge(BinanceClient.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive)))
+    )
   })

@@ -162,9 +162,28 @@ const make = Effect.gen(function* () {
       Effect.catchTag("InvalidSymbols", () => Effect.succeed(false))
     )
 
+  /**
+   * Up to `limit` (max 1000) klines from `startTime` on, oldest first, as Binance's raw rows
+   * (weight 2). The last row may be the still-open candle.
+   */
+  const klines = (symbol: TickerSymbol, interval: string, startTime: number, limit: number) =>
+    getJson(
+      "/api/v3/klines",
+      { symbol, interval, startTime: String(startTime), limit: String(Math.min(Math.max(limit, 1), 1000)) },
+      [symbol]
+    ).pipe(
+      Effect.flatMap((json) =>
+        Array.isArray(json)
+          ? Effect.succeed(json as ReadonlyArray<unknown>)
+          : Effect.fail(new MalformedResponse({ detail: "/api/v3/klines did not answer with an array" }))
+      ),
+      Effect.withSpan("BinanceClient.klines")
+    )
+
   return {
     baseUrl,
     ticker24h,
+    klines,
     symbolExists,
     /** The last `x-mbx-used-weight-1m` Binance reported, with when. */
     usedWeight: Ref.get(weight)

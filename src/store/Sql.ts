@@ -5,10 +5,11 @@ import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
 import { Effect, Layer } from "effect"
 import * as AppConfig from "../Config.js"
 import CreateTicks from "./migrations/0001_create_ticks.js"
+import CreateCandles from "./migrations/0002_create_candles.js"
 
 /** Migrations live in code (no directory globbing in dist/); the migrator records what ran. */
 const MigratorLive = SqliteMigrator.layer({
-  loader: SqliteMigrator.fromRecord({ "0001_create_ticks": CreateTicks })
+  loader: SqliteMigrator.fromRecord({ "0001_create_ticks": CreateTicks, "0002_create_candles": CreateCandles })
 })
 
 const PragmasLive = Layer.effectDiscard(

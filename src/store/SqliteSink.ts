@@ -1,10 +1,18 @@
 import { Effect } from "effect"
+import { eventKey } from "../domain/Ticker.js"
+import { CandleRepo } from "./CandleRepo.js"
 import { SinkError, TickSink } from "./TickSink.js"
 import { TickRepo } from "./TickRepo.js"
 
-/** The queryable sink: SQLite through TickRepo. */
+const eventMillis = (e: Parameters<typeof eventKey>[0]) => Math.floor(eventKey(e).tsMicros / 1000)
+
+/**
+ * The queryable sink: the events into SQLite (bronze), then the 1m candles derived from them and
+ * the daily candles of their days (silver, gold), so daily aggregates cover today too.
+ */
 export const makeSqliteSink = Effect.gen(function* () {
   const repo = yield* TickRepo
+  const candles = yield* CandleRepo
   return TickSink.of({
     name: "sqlite",
     writeBatch: (events) =>
@@ -14,7 +22,7 @@ export const makeSqliteSink = Effect.gen(function* () {
             Effect.annotateLogs({ events: events.length, added, replayed: events.length - added })
           )
         ),
-        Effect.asVoid,
+        Effect.zipRight(candles.refreshFromTicks(events, eventMillis)),
         Effect.mapError((cause) => new SinkError({ sink: "sqlite", cause }))
       )
   })
