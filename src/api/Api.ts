@@ -1,6 +1,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { ParseResult, Schema } from "effect"
 import { formatInstantMicros, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
+import { BI_DEFAULT_DAYS, BI_MAX_DAYS } from "../bi/BiReports.js"
 import { SymbolSummary } from "../store/TickRepo.js"
 
 /** Most rows one /trades/range answer carries. */
@@ -108,7 +109,52 @@ export class TradesApi extends HttpApiGroup.make("trades")
       )
   ) {}
 
+const days = Schema.optionalWith(
+  Schema.NumberFromString.pipe(
+    Schema.int({ message: () => `days must be a whole number from 1 to ${BI_MAX_DAYS}` }),
+    Schema.between(1, BI_MAX_DAYS, { message: () => `days must be a whole number from 1 to ${BI_MAX_DAYS}` })
+  ),
+  { default: () => BI_DEFAULT_DAYS }
+)
+export const BiParams = Schema.Struct({ symbol: TickerSymbol, days })
+export const LatestPricesParams = Schema.Struct({
+  symbols: Schema.optional(
+    Schema.compose(Schema.split(","), Schema.NonEmptyArray(Schema.compose(Schema.Trim, TickerSymbol)))
+  )
+})
+/** A client that already holds a report sends its ETag back; the answer is then a bodyless 304. */
+export const ConditionalHeaders = Schema.Struct({ "if-none-match": Schema.optional(Schema.String) })
+const Csv = HttpApiSchema.Text({ contentType: "text/csv" })
+
+const csvEndpoint = <const Name extends string, const Path extends `/${string}`>(name: Name, path: Path, summary: string) =>
+  HttpApiEndpoint.get(name, path)
+    .setUrlParams(BiParams)
+    .setHeaders(ConditionalHeaders)
+    .addSuccess(Csv)
+    .addError(UnknownSymbol)
+    .annotate(OpenApi.Summary, summary)
+
+export class BiApi extends HttpApiGroup.make("bi")
+  .add(csvEndpoint("dailyOhlc", "/bi/daily_ohlc.csv", "date,symbol,open,high,low,close,volume for the last `days` UTC days"))
+  .add(csvEndpoint("dailyVolume", "/bi/daily_volume.csv", "date,symbol,volume,quote_volume for the last `days` UTC days"))
+  .add(
+    csvEndpoint(
+      "dailyFeatures",
+      "/bi/daily_features.csv",
+      "date,symbol,close,log_return,volatility_7d,volatility_30d (annualised) for the last `days` UTC days"
+    )
+  )
+  .add(
+    HttpApiEndpoint.get("latestPrices", "/bi/latest_prices.csv")
+      .setUrlParams(LatestPricesParams)
+      .setHeaders(ConditionalHeaders)
+      .addSuccess(Csv)
+      .addError(UnknownSymbol)
+      .annotate(OpenApi.Summary, "symbol,last_price,price_change_percent,volume,timestamp_utc, newest event per symbol")
+  ) {}
+
 export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(SystemApi)
   .add(TradesApi)
+  .add(BiApi)
   .annotate(OpenApi.Title, "crypto-streaming-platform") {}

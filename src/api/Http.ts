@@ -1,7 +1,10 @@
 import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
+import { createHash } from "node:crypto"
+import { BiReports } from "../bi/BiReports.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
+import { CandleRepo } from "../store/CandleRepo.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
 
@@ -35,41 +38,94 @@ const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
   })
 )
 
+/** A symbol is known when it is configured (SYMBOLS) or has stored data; anything else is a client error. */
+class KnownSymbols extends Effect.Service<KnownSymbols>()("api/KnownSymbols", {
+  effect: Effect.gen(function* () {
+    const repo = yield* TickRepo
+    const configured: ReadonlyArray<string> = yield* AppConfig.symbols
+    const all = Effect.map(Effect.orDie(repo.symbols), (stored) =>
+      [...new Set([...configured, ...stored.map((s) => s.symbol)])].sort()
+    )
+    const require = (symbol: string) =>
+      configured.includes(symbol)
+        ? Effect.void
+        : Effect.flatMap(all, (known) =>
+            known.includes(symbol)
+              ? Effect.void
+              : Effect.fail(
+                  new UnknownSymbol({
+                    symbol,
+                    known,
+                    message: `no data for symbol ${symbol}: it is neither configured (SYMBOLS) nor stored; known symbols: ${known.join(", ")}`
+                  })
+                )
+          )
+    return { all, require } as const
+  })
+}) {}
+
 const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
   Effect.gen(function* () {
     const repo = yield* TickRepo
-    const configured = yield* AppConfig.symbols
-    /** A symbol is known when it is configured or has stored data; anything else is a client error. */
-    const requireKnown = (symbol: string) =>
-      Effect.gen(function* () {
-        if (configured.includes(symbol as never)) return
-        const stored = (yield* repo.symbols).map((s) => s.symbol)
-        if (stored.includes(symbol)) return
-        const known = [...new Set([...configured, ...stored])].sort()
-        return yield* new UnknownSymbol({
-          symbol,
-          known,
-          message: `no data for symbol ${symbol}: it is neither configured (SYMBOLS) nor stored; known symbols: ${known.join(", ")}`
-        })
-      })
+    const known = yield* KnownSymbols
     return handlers
       .handle("symbols", () => Effect.orDie(repo.symbols))
       .handle("latest", ({ urlParams: { limit, symbol } }) =>
-        requireKnown(symbol).pipe(
-          Effect.zipRight(repo.latest(symbol, limit)),
-          Effect.catchTag("SqlError", "ParseError", Effect.die)
-        )
+        known.require(symbol).pipe(Effect.zipRight(Effect.orDie(repo.latest(symbol, limit))))
       )
       .handle("range", ({ urlParams: { end, limit, start, symbol } }) =>
-        requireKnown(symbol).pipe(
-          Effect.zipRight(repo.range(symbol, start, end, limit)),
-          Effect.catchTag("SqlError", "ParseError", Effect.die)
-        )
+        known.require(symbol).pipe(Effect.zipRight(Effect.orDie(repo.range(symbol, start, end, limit))))
       )
   })
 )
 
-export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([SystemLive, TradesLive]))
+/** How long BI tools and caches may reuse a report, per contract. */
+const maxAge = { daily: 300, latest: 15 } as const
+
+/** A CSV answer with an ETag of its bytes; a matching If-None-Match gets a bodyless 304 instead. */
+export const csvResponse = (body: string, options: { readonly maxAge: number; readonly ifNoneMatch: string | undefined; readonly filename: string }) => {
+  const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`
+  const headers = { etag, "cache-control": `public, max-age=${options.maxAge}` }
+  const presented = (options.ifNoneMatch ?? "").split(",").map((t) => t.trim().replace(/^W\//, ""))
+  if (presented.includes(etag) || presented.includes("*")) return HttpServerResponse.empty({ status: 304, headers })
+  return HttpServerResponse.text(body, {
+    contentType: "text/csv; charset=utf-8",
+    headers: { ...headers, "content-disposition": `inline; filename="${options.filename}"` }
+  })
+}
+
+const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
+  Effect.gen(function* () {
+    const reports = yield* BiReports
+    const known = yield* KnownSymbols
+    const daily =
+      (report: (symbol: string, days: number) => Effect.Effect<string, unknown>, name: string) =>
+      ({ headers, urlParams: { days, symbol } }: { headers: { readonly "if-none-match"?: string | undefined }; urlParams: { readonly symbol: string; readonly days: number } }) =>
+        known.require(symbol).pipe(
+          Effect.zipRight(Effect.orDie(report(symbol, days))),
+          Effect.map((body) =>
+            csvResponse(body, { maxAge: maxAge.daily, ifNoneMatch: headers["if-none-match"], filename: `${name}_${symbol}.csv` })
+          )
+        )
+    return handlers
+      .handle("dailyOhlc", daily(reports.dailyOhlc, "daily_ohlc"))
+      .handle("dailyVolume", daily(reports.dailyVolume, "daily_volume"))
+      .handle("dailyFeatures", daily(reports.dailyFeatures, "daily_features"))
+      .handle("latestPrices", ({ headers, urlParams }) =>
+        Effect.gen(function* () {
+          const symbols = urlParams.symbols ?? (yield* known.all)
+          yield* Effect.forEach(symbols, known.require, { discard: true })
+          const body = yield* Effect.orDie(reports.latestPrices(symbols))
+          return csvResponse(body, { maxAge: maxAge.latest, ifNoneMatch: headers["if-none-match"], filename: "latest_prices.csv" })
+        })
+      )
+  })
+)
+
+export const ApiLive = HttpApiBuilder.api(Api).pipe(
+  Layer.provide([SystemLive, TradesLive, BiLive]),
+  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default))])
+)
 
 /**
  * The HTTP server over `ApiLive`, with the OpenAPI document at /openapi.json and interactive docs

@@ -1,0 +1,215 @@
+import { HttpClient } from "@effect/platform"
+import { NodeContext, NodeHttpServer } from "@effect/platform-node"
+import { FileSystem } from "@effect/platform"
+import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Layer, ManagedRuntime, TestClock } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { httpServer } from "../src/api/Http.js"
+import { BiReports } from "../src/bi/BiReports.js"
+import type { Candle } from "../src/domain/Candles.js"
+import { Health } from "../src/status/Health.js"
+import { CandleRepo } from "../src/store/CandleRepo.js"
+import { sqliteLayer } from "../src/store/Sql.js"
+import { TickRepo } from "../src/store/TickRepo.js"
+import { makeEvent, us } from "./support/events.js"
+
+const day = (date: string, open: string, high: string, low: string, close: string, volume: string, closed = true): Candle => ({
+  symbol: "BTCUSDT",
+  interval: "1d",
+  openTime: Date.parse(`${date}T00:00:00Z`),
+  open,
+  high,
+  low,
+  close,
+  volume,
+  quoteVolume: (Number(volume) * 100).toFixed(8),
+  trades: 10,
+  closed
+})
+
+/** A known dataset: five days of BTCUSDT, the last one still open, and two ticks. */
+const dataset = [
+  day("2026-03-01", "95.00000000", "101.00000000", "94.50000000", "100.00000000", "10.50000000"),
+  day("2026-03-02", "100.00000000", "111.00000000", "99.00000000", "110.00000000", "20.00000000"),
+  day("2026-03-03", "110.00000000", "112.00000000", "98.00000000", "99.00000000", "30.25000000"),
+  day("2026-03-04", "99.00000000", "106.00000000", "98.50000000", "105.00000000", "40.00000000"),
+  day("2026-03-05", "105.00000000", "108.00000000", "104.00000000", "107.50000000", "5.00000000", false)
+]
+const ticks = [
+  { ...makeEvent("BTCUSDT", us("2026-03-05T11:59:00Z"), "107.40000000"), volume: "24567.12300000" },
+  { ...makeEvent("BTCUSDT", us("2026-03-05T12:00:00Z"), "107.50000000"), priceChangePercent: "-1.870" },
+  makeEvent("ETHUSDT", us("2026-03-05T12:00:00Z"), "2000.10000000")
+]
+
+const withData = <A, E>(f: Effect.Effect<A, E, BiReports>) =>
+  Effect.gen(function* () {
+    yield* TestClock.setTime(Date.parse("2026-03-05T12:00:00Z"))
+    const db = `${yield* (yield* FileSystem.FileSystem).makeTempDirectoryScoped()}/app.db`
+    return yield* Effect.gen(function* () {
+      yield* (yield* CandleRepo).upsert(dataset, "klines")
+      yield* (yield* TickRepo).insertMany(ticks)
+      return yield* f
+    }).pipe(
+      Effect.provide(
+        BiReports.Default.pipe(Layer.provideMerge(Layer.merge(CandleRepo.Default, TickRepo.Default)), Layer.provide(sqliteLayer(db)))
+      )
+    )
+  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+
+describe("BI CSV contracts on a known dataset", () => {
+  it.effect("daily_ohlc.csv, byte for byte", () =>
+    withData(
+      Effect.gen(function* () {
+        const csv = yield* (yield* BiReports).dailyOhlc("BTCUSDT", 3)
+        assert.strictEqual(
+          csv,
+          "date,symbol,open,high,low,close,volume\r\n" +
+            "2026-03-03,BTCUSDT,110,112,98,99,30.25\r\n" +
+            "2026-03-04,BTCUSDT,99,106,98.5,105,40\r\n" +
+            "2026-03-05,BTCUSDT,105,108,104,107.5,5\r\n"
+        )
+      })
+    )
+  )
+
+  it.effect("daily_volume.csv, byte for byte", () =>
+    withData(
+      Effect.gen(function* () {
+        const csv = yield* (yield* BiReports).dailyVolume("BTCUSDT", 2)
+        assert.strictEqual(
+          csv,
+          "date,symbol,volume,quote_volume\r\n2026-03-04,BTCUSDT,40,4000\r\n2026-03-05,BTCUSDT,5,500\r\n"
+        )
+      })
+    )
+  )
+
+  it.effect("daily_features.csv: log returns by hand, volatility empty until there is enough history", () =>
+    withData(
+      Effect.gen(function* () {
+        const csv = yield* (yield* BiReports).dailyFeatures("BTCUSDT", 4)
+        // ln(110/100) = 0.0953101798, ln(99/110) = -0.1053605157, ln(105/99) = 0.0588405, ln(107.5/105) = 0.0235304974
+        assert.strictEqual(
+          csv,
+          "date,symbol,close,log_return,volatility_7d,volatility_30d\r\n" +
+            "2026-03-02,BTCUSDT,110,0.0953101798,,\r\n" +
+            "2026-03-03,BTCUSDT,99,-0.1053605157,,\r\n" +
+            "2026-03-04,BTCUSDT,105,0.0588405,,\r\n" +
+            "2026-03-05,BTCUSDT,107.5,0.0235304974,,\r\n"
+        )
+      })
+    )
+  )
+
+  it.effect("latest_prices.csv, byte for byte, in the order asked", () =>
+    withData(
+      Effect.gen(function* () {
+        const csv = yield* (yield* BiReports).latestPrices(["ETHUSDT", "BTCUSDT", "SOLUSDT"])
+        assert.strictEqual(
+          csv,
+          "symbol,last_price,price_change_percent,volume,timestamp_utc\r\n" +
+            "ETHUSDT,2000.1,1.25,1000.5,2026-03-05T12:00:00.000000+00:00\r\n" +
+            "BTCUSDT,107.5,-1.87,1000.5,2026-03-05T12:00:00.000000+00:00\r\n"
+        )
+      })
+    )
+  )
+
+  it.effect("keeps the header when there are no rows", () =>
+    withData(
+      Effect.gen(function* () {
+        const reports = yield* BiReports
+        assert.strictEqual(yield* reports.dailyOhlc("SOLUSDT", 90), "date,symbol,open,high,low,close,volume\r\n")
+        assert.strictEqual(
+          yield* reports.dailyFeatures("SOLUSDT", 90),
+          "date,symbol,close,log_return,volatility_7d,volatility_30d\r\n"
+        )
+      })
+    )
+  )
+})
+
+describe("BI endpoints over a real socket", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bi-test-"))
+  const runtime = ManagedRuntime.make(
+    httpServer(NodeHttpServer.layerTest).pipe(
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, CandleRepo.Default, Health.Default)),
+      Layer.provideMerge(sqliteLayer(path.join(dir, "app.db"))),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
+    )
+  )
+  const get = (url: string, headers: Record<string, string> = {}) =>
+    runtime.runPromise(
+      Effect.gen(function* () {
+        const res = yield* (yield* HttpClient.HttpClient).get(url, { headers })
+        return { status: res.status, headers: res.headers, text: yield* res.text }
+      }).pipe(Effect.scoped)
+    )
+  const today = new Date().toISOString().slice(0, 10)
+
+  beforeAll(async () => {
+    await runtime.runPromise(
+      Effect.flatMap(CandleRepo, (repo) =>
+        repo.upsert([day(today, "1.00000000", "2.00000000", "0.50000000", "1.50000000", "3.00000000", false)], "klines")
+      )
+    )
+  })
+  afterAll(async () => {
+    await runtime.dispose()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("serves text/csv with Cache-Control and an ETag, and 304 for a matching If-None-Match", async () => {
+    const first = await get("/bi/daily_ohlc.csv?symbol=BTCUSDT&days=1")
+    expect(first.status).toBe(200)
+    expect(first.headers["content-type"]).toBe("text/csv; charset=utf-8")
+    expect(first.headers["cache-control"]).toBe("public, max-age=300")
+    expect(first.text).toBe(`date,symbol,open,high,low,close,volume\r\n${today},BTCUSDT,1,2,0.5,1.5,3\r\n`)
+    const etag = first.headers["etag"]!
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]+"$/)
+    const again = await get("/bi/daily_ohlc.csv?symbol=BTCUSDT&days=1", { "if-none-match": etag })
+    expect(again.status).toBe(304)
+    expect(again.text).toBe("")
+    expect(again.headers["etag"]).toBe(etag)
+    const other = await get("/bi/daily_ohlc.csv?symbol=BTCUSDT&days=1", { "if-none-match": '"stale"' })
+    expect(other.status).toBe(200)
+    const volume = await get("/bi/daily_volume.csv?symbol=BTCUSDT&days=1")
+    expect(volume.headers["etag"]).not.toBe(etag)
+  })
+
+  it("answers the fixed header for a configured symbol without data", async () => {
+    const res = await get("/bi/daily_features.csv?symbol=SOLUSDT")
+    expect(res.status).toBe(200)
+    expect(res.text).toBe("date,symbol,close,log_return,volatility_7d,volatility_30d\r\n")
+    const latest = await get("/bi/latest_prices.csv")
+    expect(latest.status).toBe(200)
+    expect(latest.headers["cache-control"]).toBe("public, max-age=15")
+    expect(latest.text).toBe("symbol,last_price,price_change_percent,volume,timestamp_utc\r\n")
+  })
+
+  it("rejects bad parameters with a 400 that explains them", async () => {
+    const cases: Array<[string, string]> = [
+      ["/bi/daily_ohlc.csv?symbol=BTCUSDT&days=0", "days must be a whole number from 1 to 3650"],
+      ["/bi/daily_ohlc.csv?symbol=BTCUSDT&days=3651", "days must be a whole number from 1 to 3650"],
+      ["/bi/daily_volume.csv?symbol=BTCUSDT&days=week", "days"],
+      ["/bi/daily_volume.csv", "symbol"],
+      ["/bi/daily_features.csv?symbol=DOGEUSDT", "no data for symbol DOGEUSDT"],
+      ["/bi/latest_prices.csv?symbols=BTCUSDT,eth%20usdt", "upper case"],
+      ["/bi/latest_prices.csv?symbols=BTCUSDT,NOPEUSDT", "no data for symbol NOPEUSDT"]
+    ]
+    for (const [url, message] of cases) {
+      const res = await get(url)
+      expect(res.status, url).toBe(400)
+      expect(res.text, url).toContain(message)
+    }
+  })
+
+  it("lists the BI endpoints in the OpenAPI document", async () => {
+    const doc = JSON.parse((await get("/openapi.json")).text)
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(["/bi/daily_ohlc.csv", "/bi/daily_volume.csv", "/bi/latest_prices.csv", "/bi/daily_features.csv"])
+    )
+  })
+})
