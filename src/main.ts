@@ -3,7 +3,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Effect, Layer, Logger, Option } from "effect"
 import * as AppConfig from "./Config.js"
 import { BACKFILL_MAX_DAYS } from "./app/Backfill.js"
-import { runBackfillCommand, type Role, roles, runRole } from "./app/Roles.js"
+import { runBackfillCommand, runBiBuildCommand, runVerifyBiCommand, type Role, roles, runRole } from "./app/Roles.js"
 import { Intervals } from "./domain/Candles.js"
 
 const LoggerLive = Layer.unwrapEffect(
@@ -42,7 +42,26 @@ const backfill = Command.make(
   (options) => runBackfillCommand({ ...options, tty: process.stderr.isTTY === true }).pipe(Effect.provide(LoggerLive))
 ).pipe(Command.withDescription("Fetch Binance klines into the history (idempotent, resumes where the store has data)"))
 
-const cli = Command.run(root.pipe(Command.withSubcommands([backfill])), {
+const biDays = Options.integer("days").pipe(Options.withDefault(90), Options.withDescription("UTC days back from today, today included"))
+
+const biBuild = Command.make(
+  "bi-build",
+  { dir: Options.directory("dir").pipe(Options.withDefault("bi"), Options.withDescription("where to write the CSV files")), days: biDays },
+  (options) => runBiBuildCommand(options).pipe(Effect.provide(LoggerLive))
+).pipe(Command.withDescription("Write the BI CSV contracts of every configured symbol as static files"))
+
+const verifyBiCommand = Command.make(
+  "verify-bi",
+  {
+    dir: Options.directory("dir").pipe(Options.withDefault("bi"), Options.withDescription("the files bi-build wrote")),
+    url: Options.text("url").pipe(Options.optional, Options.withDescription("check a running server instead, e.g. http://localhost:8000")),
+    apiKey: Options.text("api-key").pipe(Options.optional, Options.withDescription("x-api-key to send with --url")),
+    days: biDays
+  },
+  (options) => runVerifyBiCommand(options).pipe(Effect.provide(LoggerLive))
+).pipe(Command.withDescription("Check BI CSV files or endpoints against the contracts; exits 1 with the first violation"))
+
+const cli = Command.run(root.pipe(Command.withSubcommands([backfill, biBuild, verifyBiCommand])), {
   name: "crypto-streaming-platform",
   version: "0.1.0"
 })

@@ -1,9 +1,10 @@
-import { NodeHttpServer } from "@effect/platform-node"
+import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
 import { Data, Duration, Effect, Fiber, Layer, Option } from "effect"
 import type { Interval } from "../domain/Candles.js"
 import { createServer } from "node:http"
 import * as AppConfig from "../Config.js"
 import { healthServer, httpServer } from "../api/Http.js"
+import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
 import { Broker } from "../broker/Broker.js"
 import { DirectBrokerLive } from "../broker/DirectBroker.js"
@@ -15,6 +16,7 @@ import { fanOut, TickSink } from "../store/TickSink.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
+import { buildBiFiles, verifyBi } from "./BiCommands.js"
 import { runConsumer } from "./Consumer.js"
 import { runProducer } from "./Producer.js"
 
@@ -177,5 +179,42 @@ export const runBackfillCommand = (options: {
         MalformedResponse: stopped
       }),
       Effect.provide(Layer.merge(BinanceClient.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive)))
+    )
+  })
+
+const BiLive = BiReports.Default.pipe(Layer.provideMerge(Layer.merge(TickRepo.Default, CandleRepo.Default)), Layer.provideMerge(SqlLive))
+
+const checkDays = (days: number) =>
+  Number.isInteger(days) && days >= 1 && days <= BI_MAX_DAYS
+    ? Effect.void
+    : Effect.fail(new StartupError({ message: `--days ${days} is not valid: expected a whole number from 1 to ${BI_MAX_DAYS}.` }))
+
+/** `bi-build`: the BI CSVs of every configured symbol as static files. */
+export const runBiBuildCommand = (options: { readonly dir: string; readonly days: number }) =>
+  Effect.gen(function* () {
+    yield* AppConfig.validateAll
+    yield* checkDays(options.days)
+    const symbols = yield* AppConfig.symbols
+    yield* buildBiFiles({ dir: options.dir, days: options.days, symbols }).pipe(Effect.provide(BiLive))
+  })
+
+/** `verify-bi`: files in a directory, or a running server's endpoints, against the CSV contracts. */
+export const runVerifyBiCommand = (options: {
+  readonly dir: string
+  readonly url: Option.Option<string>
+  readonly apiKey: Option.Option<string>
+  readonly days: number
+}) =>
+  Effect.gen(function* () {
+    yield* AppConfig.validateAll
+    yield* checkDays(options.days)
+    const symbols = yield* AppConfig.symbols
+    const source = Option.match(options.url, {
+      onNone: () => ({ dir: options.dir }),
+      onSome: (url) => ({ url, apiKey: Option.getOrUndefined(options.apiKey) })
+    })
+    yield* verifyBi({ source, days: options.days, symbols }).pipe(
+      Effect.catchTag("BiViolation", (e) => Effect.fail(new StartupError({ message: `verify-bi: ${e.message}` }))),
+      Effect.provide(NodeHttpClient.layerUndici)
     )
   })
