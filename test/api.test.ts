@@ -122,6 +122,26 @@ describe("HTTP API over a real socket", () => {
     await expect400(`/trades/range?symbol=BTCUSDT&start=2026-01-15&end=2026-01-16&limit=${RANGE_MAX_ROWS + 1}`, "limit")
   })
 
+  it("pages a range larger than one answer with a cursor", async () => {
+    const base = "/trades/range?symbol=BTCUSDT&start=2026-01-15&end=2026-01-16&limit=120"
+    const pages: Array<Array<unknown>> = []
+    let url: string | undefined = base
+    while (url !== undefined) {
+      const res = await run(get(url))
+      assert.strictEqual(res.status, 200)
+      pages.push(res.json())
+      const next = res.headers["x-next-cursor"]
+      if (next !== undefined) assert.include(res.headers["link"], `cursor=${next}`)
+      url = next === undefined ? undefined : `${base}&cursor=${next}`
+    }
+    assert.deepStrictEqual(pages.map((p) => p.length), [120, 120, 60])
+    assert.deepStrictEqual(pages.flat(), btc)
+    // an exact multiple of the page size ends without a cursor
+    const exact = await run(get("/trades/range?symbol=BTCUSDT&start=2026-01-15&end=2026-01-16&limit=300"))
+    assert.isUndefined(exact.headers["x-next-cursor"])
+    await expect400(`${base}&cursor=banana`, "cursor must be the x-next-cursor value of a previous answer")
+  })
+
   it("answers every bad input with a 400 and a JSON body saying what is wrong", async () => {
     await expect400("/trades/latest", "symbol")
     await expect400("/trades/latest?symbol=btc-usdt", "upper case")

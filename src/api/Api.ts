@@ -70,11 +70,25 @@ export const LatestParams = Schema.Struct({
   limit: rowLimit(LATEST_MAX_ROWS, LATEST_DEFAULT_ROWS)
 })
 
+/** Where the previous page of /trades/range ended: opaque to clients, `c` + the last row's microseconds in base 36. */
+export const RangeCursor = Schema.transformOrFail(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (text, _, ast) => {
+    const micros = /^c[0-9a-z]{1,12}$/.test(text) ? parseInt(text.slice(1), 36) : NaN
+    return Number.isSafeInteger(micros)
+      ? ParseResult.succeed(micros)
+      : ParseResult.fail(new ParseResult.Type(ast, text, "cursor must be the x-next-cursor value of a previous answer"))
+  },
+  encode: (micros) => ParseResult.succeed(`c${micros.toString(36)}`)
+})
+export const encodeCursor = Schema.encodeSync(RangeCursor)
+
 export const RangeParams = Schema.Struct({
   symbol: TickerSymbol,
   start: InstantParam,
   end: InstantParam,
-  limit: rowLimit(RANGE_MAX_ROWS, RANGE_MAX_ROWS)
+  limit: rowLimit(RANGE_MAX_ROWS, RANGE_MAX_ROWS),
+  cursor: Schema.optional(RangeCursor)
 }).pipe(Schema.filter((p) => p.start < p.end || "start must be before end"))
 
 export class SystemApi extends HttpApiGroup.make("system")
@@ -105,7 +119,7 @@ export class TradesApi extends HttpApiGroup.make("trades")
       .addError(UnknownSymbol)
       .annotate(
         OpenApi.Summary,
-        `Events with start <= timestamp_utc < end, oldest first, at most ${RANGE_MAX_ROWS} per answer`
+        `Events with start <= timestamp_utc < end, oldest first, at most ${RANGE_MAX_ROWS} per answer; when more remain, the x-next-cursor header (and Link rel="next") gives the cursor for the next page`
       )
   ) {}
 

@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Layer, Option } from "effect"
 import { createHash } from "node:crypto"
 import { BiReports } from "../bi/BiReports.js"
@@ -6,7 +6,8 @@ import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { TickRepo } from "../store/TickRepo.js"
-import { Api, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
+import { eventKey } from "../domain/Ticker.js"
+import { Api, encodeCursor, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
 
 /** The platform's condition as /health reports it; the store is checked live when this process has one. */
 export const currentHealth = Effect.gen(function* () {
@@ -73,8 +74,22 @@ const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
       .handle("latest", ({ urlParams: { limit, symbol } }) =>
         known.require(symbol).pipe(Effect.zipRight(Effect.orDie(repo.latest(symbol, limit))))
       )
-      .handle("range", ({ urlParams: { end, limit, start, symbol } }) =>
-        known.require(symbol).pipe(Effect.zipRight(Effect.orDie(repo.range(symbol, start, end, limit))))
+      .handle("range", ({ urlParams: { cursor, end, limit, start, symbol } }) =>
+        Effect.gen(function* () {
+          yield* known.require(symbol)
+          const from = cursor === undefined ? start : Math.max(start, cursor + 1)
+          // one row more than asked tells whether another page follows
+          const rows = yield* Effect.orDie(repo.range(symbol, from, end, limit + 1))
+          if (rows.length <= limit) return rows
+          const page = rows.slice(0, limit)
+          const next = encodeCursor(eventKey(page[page.length - 1]!).tsMicros)
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const url = new URL(request.url, "http://localhost")
+          url.searchParams.set("cursor", next)
+          return yield* HttpServerResponse.json(page, {
+            headers: { "x-next-cursor": next, link: `<${url.pathname}${url.search}>; rel="next"` }
+          }).pipe(Effect.orDie)
+        })
       )
   })
 )
