@@ -125,14 +125,15 @@ describe("HTTP API over a real socket", () => {
   it("pages a range larger than one answer with a cursor", async () => {
     const base = "/trades/range?symbol=BTCUSDT&start=2026-01-15&end=2026-01-16&limit=120"
     const pages: Array<Array<unknown>> = []
-    let url: string | undefined = base
-    while (url !== undefined) {
+    let cursor: string | undefined = ""
+    while (cursor !== undefined) {
+      const url: string = cursor === "" ? base : `${base}&cursor=${cursor}`
       const res = await run(get(url))
       assert.strictEqual(res.status, 200)
       pages.push(res.json())
-      const next = res.headers["x-next-cursor"]
+      const next: string | undefined = res.headers["x-next-cursor"]
       if (next !== undefined) assert.include(res.headers["link"], `cursor=${next}`)
-      url = next === undefined ? undefined : `${base}&cursor=${next}`
+      cursor = next
     }
     assert.deepStrictEqual(pages.map((p) => p.length), [120, 120, 60])
     assert.deepStrictEqual(pages.flat(), btc)

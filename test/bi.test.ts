@@ -149,10 +149,27 @@ describe("BI endpoints over a real socket", () => {
     )
   const today = new Date().toISOString().slice(0, 10)
 
+  /** 120 one-minute klines from 2026-01-10 00:00 UTC: open i, high i+2, low i−1 (floored at 0), close i+1, volume 1. */
+  const minutes: Array<Candle> = Array.from({ length: 120 }, (_, i) => ({
+    symbol: "BTCUSDT",
+    interval: "1m",
+    openTime: Date.UTC(2026, 0, 10) + i * 60_000,
+    open: `${i}.00000000`,
+    high: `${i + 2}.00000000`,
+    low: `${Math.max(0, i - 1)}.00000000`,
+    close: `${i + 1}.00000000`,
+    volume: "1.00000000",
+    quoteVolume: "2.00000000",
+    trades: 1,
+    closed: true
+  }))
   beforeAll(async () => {
     await runtime.runPromise(
       Effect.flatMap(CandleRepo, (repo) =>
-        repo.upsert([day(today, "1.00000000", "2.00000000", "0.50000000", "1.50000000", "3.00000000", false)], "klines")
+        Effect.zipRight(
+          repo.upsert([day(today, "1.00000000", "2.00000000", "0.50000000", "1.50000000", "3.00000000", false)], "klines"),
+          repo.upsert(minutes, "klines")
+        )
       )
     )
   })
@@ -204,6 +221,52 @@ describe("BI endpoints over a real socket", () => {
       expect(res.status, url).toBe(400)
       expect(res.text, url).toContain(message)
     }
+  })
+
+  it("serves candles as JSON, rolling 1m klines up to 5m and 1h, and 1d from the daily layer", async () => {
+    const url = (interval: string, start: string, end: string) =>
+      `/candles?symbol=BTCUSDT&interval=${interval}&start=${start}&end=${end}`
+    const oneMinute = JSON.parse((await get(url("1m", "2026-01-10T00:00:00Z", "2026-01-10T00:03:00Z"))).text)
+    expect(oneMinute.map((c: { open_time: string }) => c.open_time)).toEqual([
+      "2026-01-10T00:00:00.000Z",
+      "2026-01-10T00:01:00.000Z",
+      "2026-01-10T00:02:00.000Z"
+    ])
+    const five = JSON.parse((await get(url("5m", "2026-01-10T00:00:00Z", "2026-01-10T01:00:00Z"))).text)
+    expect(five.length).toBe(12)
+    // minutes 5..9: open 5, high max(7..11) = 11, low min(4..8) = 4, close 10, volume 5
+    expect(five[1]).toEqual({
+      symbol: "BTCUSDT",
+      interval: "5m",
+      open_time: "2026-01-10T00:05:00.000Z",
+      open: "5.00000000",
+      high: "11.00000000",
+      low: "4.00000000",
+      close: "10.00000000",
+      volume: "5.00000000",
+      quote_volume: "10.00000000",
+      trades: 5,
+      closed: true
+    })
+    const hours = JSON.parse((await get(url("1h", "2026-01-10", "2026-01-11"))).text)
+    expect(hours.map((c: { open: string; close: string }) => [c.open, c.close])).toEqual([
+      ["0.00000000", "60.00000000"],
+      ["60.00000000", "120.00000000"]
+    ])
+    const daily = JSON.parse((await get(url("1d", "2026-01-10", "2026-01-11"))).text)
+    expect(daily).toHaveLength(1)
+    expect(daily[0]).toMatchObject({ interval: "1d", open: "0.00000000", high: "121.00000000", low: "0.00000000", close: "120.00000000", volume: "120.00000000" })
+    const tooMany = await get(url("1m", "2026-01-01", "2026-02-01"))
+    expect(tooMany.status).toBe(400)
+    expect(tooMany.text).toContain("at most 5000 per answer")
+  })
+
+  it("serves daily features as JSON", async () => {
+    const res = await get("/features/daily?symbol=BTCUSDT&days=1")
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.text)).toEqual([
+      { date: today, symbol: "BTCUSDT", close: "1.50000000", log_return: null, volatility_7d: null, volatility_30d: null }
+    ])
   })
 
   it("lists the BI endpoints in the OpenAPI document", async () => {

@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { ParseResult, Schema } from "effect"
+import { Interval } from "../domain/Candles.js"
 import { formatInstantMicros, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
 import { BI_DEFAULT_DAYS, BI_MAX_DAYS } from "../bi/BiReports.js"
 import { SymbolSummary } from "../store/TickRepo.js"
@@ -167,8 +168,68 @@ export class BiApi extends HttpApiGroup.make("bi")
       .annotate(OpenApi.Summary, "symbol,last_price,price_change_percent,volume,timestamp_utc, newest event per symbol")
   ) {}
 
+/** Most candles one /candles answer carries. */
+export const CANDLES_MAX = 5000
+
+export class BadRange extends Schema.TaggedError<BadRange>()(
+  "BadRange",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 })
+) {}
+
+export const CandleJson = Schema.Struct({
+  symbol: Schema.String,
+  interval: Interval,
+  open_time: Schema.String,
+  open: Schema.String,
+  high: Schema.String,
+  low: Schema.String,
+  close: Schema.String,
+  volume: Schema.String,
+  quote_volume: Schema.String,
+  trades: Schema.Number,
+  closed: Schema.Boolean
+})
+
+export const FeatureJson = Schema.Struct({
+  date: Schema.String,
+  symbol: Schema.String,
+  close: Schema.String,
+  log_return: Schema.NullOr(Schema.Number),
+  volatility_7d: Schema.NullOr(Schema.Number),
+  volatility_30d: Schema.NullOr(Schema.Number)
+})
+
+export const CandleParams = Schema.Struct({
+  symbol: TickerSymbol,
+  interval: Interval,
+  start: InstantParam,
+  end: InstantParam
+}).pipe(Schema.filter((p) => p.start < p.end || "start must be before end"))
+
+export class MarketApi extends HttpApiGroup.make("market")
+  .add(
+    HttpApiEndpoint.get("candles", "/candles")
+      .setUrlParams(CandleParams)
+      .addSuccess(Schema.Array(CandleJson))
+      .addError(UnknownSymbol)
+      .addError(BadRange)
+      .annotate(
+        OpenApi.Summary,
+        `OHLCV candles (1m, 5m, 1h, 1d) with start <= open_time < end, oldest first, at most ${CANDLES_MAX}; Binance klines win over tick-derived candles, which carry prices only (volume 0)`
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("features", "/features/daily")
+      .setUrlParams(BiParams)
+      .addSuccess(Schema.Array(FeatureJson))
+      .addError(UnknownSymbol)
+      .annotate(OpenApi.Summary, "Daily close, log return and annualised 7/30-day realized volatility for the last `days` UTC days")
+  ) {}
+
 export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(SystemApi)
   .add(TradesApi)
+  .add(MarketApi)
   .add(BiApi)
   .annotate(OpenApi.Title, "crypto-streaming-platform") {}

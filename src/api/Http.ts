@@ -5,9 +5,11 @@ import { BiReports } from "../bi/BiReports.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { CandleRepo } from "../store/CandleRepo.js"
+import { SecurityLive } from "./Security.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { eventKey } from "../domain/Ticker.js"
-import { Api, encodeCursor, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
+import { bucketStart, intervalMs } from "../domain/Candles.js"
+import { Api, BadRange, CANDLES_MAX, encodeCursor, type HealthReport, Unhealthy, UnknownSymbol } from "./Api.js"
 
 /** The platform's condition as /health reports it; the store is checked live when this process has one. */
 export const currentHealth = Effect.gen(function* () {
@@ -94,6 +96,46 @@ const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
   })
 )
 
+const MarketLive = HttpApiBuilder.group(Api, "market", (handlers) =>
+  Effect.gen(function* () {
+    const reports = yield* BiReports
+    const known = yield* KnownSymbols
+    return handlers
+      .handle("candles", ({ urlParams: { end, interval, start, symbol } }) =>
+        Effect.gen(function* () {
+          yield* known.require(symbol)
+          const from = Math.floor(start / 1000)
+          const to = Math.ceil(end / 1000)
+          const buckets = Math.ceil((to - bucketStart(from, interval)) / intervalMs(interval))
+          if (buckets > CANDLES_MAX) {
+            return yield* new BadRange({
+              message: `${buckets} ${interval} candles asked; at most ${CANDLES_MAX} per answer: narrow start/end or use a coarser interval`
+            })
+          }
+          const candles = yield* Effect.orDie(reports.candleRows(symbol, interval, bucketStart(from, interval), to))
+          return candles
+            .filter((c) => c.openTime >= bucketStart(from, interval) && c.openTime < to)
+            .map((c) => ({
+              symbol: c.symbol,
+              interval: c.interval,
+              open_time: new Date(c.openTime).toISOString(),
+              open: c.open,
+              high: c.high,
+              low: c.low,
+              close: c.close,
+              volume: c.volume,
+              quote_volume: c.quoteVolume,
+              trades: c.trades,
+              closed: c.closed
+            }))
+        })
+      )
+      .handle("features", ({ urlParams: { days, symbol } }) =>
+        known.require(symbol).pipe(Effect.zipRight(Effect.orDie(reports.featureRows(symbol, days))))
+      )
+  })
+)
+
 /** How long BI tools and caches may reuse a report, per contract. */
 const maxAge = { daily: 300, latest: 15 } as const
 
@@ -138,7 +180,7 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
 )
 
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([SystemLive, TradesLive, BiLive]),
+  Layer.provide([SystemLive, TradesLive, MarketLive, BiLive]),
   Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default))])
 )
 
@@ -152,6 +194,7 @@ export const httpServer = <A, E, R>(
   HttpApiBuilder.serve().pipe(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(SecurityLive),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
     Layer.provideMerge(server)

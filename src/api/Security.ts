@@ -280,7 +280,8 @@ export const clientAddress = (request: HttpServerRequest.HttpServerRequest, trus
 // Headers
 
 const API_CSP = "default-src 'none'; frame-ancestors 'none'"
-const EXPOSED_HEADERS = "ETag, Retry-After, x-ratelimit-limit, x-ratelimit-remaining"
+/** Headers browser scripts may read: caching, paging (/trades/range), rate limiting. */
+const EXPOSED_HEADERS = "ETag, Link, x-next-cursor, Retry-After, x-ratelimit-limit, x-ratelimit-remaining"
 const ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 const ALLOWED_HEADERS = "x-api-key, content-type, if-none-match"
 

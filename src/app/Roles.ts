@@ -4,6 +4,7 @@ import type { Interval } from "../domain/Candles.js"
 import { createServer } from "node:http"
 import * as AppConfig from "../Config.js"
 import { healthServer, httpServer } from "../api/Http.js"
+import { SecurityConfig } from "../api/Security.js"
 import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
 import { Broker } from "../broker/Broker.js"
@@ -110,6 +111,7 @@ const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop
 export const runRole = (role: Role) =>
   Effect.gen(function* () {
     yield* AppConfig.validateAll
+    yield* SecurityConfig
     const mode = yield* AppConfig.brokerMode
     if (mode === "direct" && (role === "producer" || role === "consumer")) {
       return yield* new StartupError({

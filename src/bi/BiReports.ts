@@ -1,6 +1,6 @@
 import { Clock, Effect } from "effect"
 import { csvContracts, toCsv } from "../api/csv.js"
-import type { Candle } from "../domain/Candles.js"
+import { aggregate, type Candle, type Interval } from "../domain/Candles.js"
 import { normalizeDecimal } from "../domain/Decimal.js"
 import { dailyFeatures, formatFeatureNumber } from "../domain/Features.js"
 import { CandleRepo, type DailyCandle } from "../store/CandleRepo.js"
@@ -98,6 +98,30 @@ export class BiReports extends Effect.Service<BiReports>()("bi/BiReports", {
         )
       })
 
-    return { dailyOhlc, dailyVolume, dailyFeatures: dailyFeaturesCsv, latestPrices } as const
+    /** Daily features of the last `days` UTC days as values (the JSON twin of daily_features.csv). */
+    const featureRows = (symbol: string, days: number) =>
+      Effect.gen(function* () {
+        const { from, lookbackFrom, to } = yield* window(days, FEATURE_LOOKBACK_DAYS)
+        const rows = yield* candles.daily(symbol, lookbackFrom, to)
+        return rows.length === 0 ? [] : dailyFeatures(rows.map(asCandle)).filter((f) => f.date >= from)
+      })
+
+    /**
+     * Candles of one interval in [from, to): 1d from the gold layer; otherwise the stored candles of
+     * that interval (klines win over tick-derived ones), or, when none are stored, 1m candles rolled up.
+     */
+    const candleRows = (symbol: string, interval: Interval, from: number, to: number) =>
+      Effect.gen(function* () {
+        if (interval === "1d") {
+          const rows = yield* candles.daily(symbol, isoDay(from), isoDay(to - 1))
+          return rows.map((d) => ({ ...asCandle(d), source: d.source }))
+        }
+        const stored = yield* candles.candles(symbol, interval, from, to)
+        if (stored.length > 0 || interval === "1m") return stored
+        const minutes = yield* candles.candles(symbol, "1m", from, to)
+        return aggregate(minutes, interval)
+      })
+
+    return { dailyOhlc, dailyVolume, dailyFeatures: dailyFeaturesCsv, latestPrices, featureRows, candleRows } as const
   })
 }) {}
