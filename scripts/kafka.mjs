@@ -229,7 +229,9 @@ process.on("exit", () => {
   for (const [pid, b] of owned) {
     try {
       process.kill(pid, "SIGKILL")
-    } catch {}
+    } catch {
+      // already gone
+    }
     if (b.removeDir) fs.rmSync(b.dir, { recursive: true, force: true })
   }
 })
