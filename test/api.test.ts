@@ -66,6 +66,14 @@ describe("HTTP API over a real socket", () => {
     assert.deepStrictEqual(Object.keys(body.components).sort(), ["broker", "producer", "store"])
   })
 
+  it("GET /health/live is 200 whatever the components say", async () => {
+    await run(Effect.flatMap(Health, (h) => h.producerFailed("down for the test")))
+    const res = await run(get("/health/live"))
+    assert.strictEqual(res.status, 200)
+    assert.deepStrictEqual(res.json(), { status: "ok" })
+    await run(Effect.flatMap(Health, (h) => h.producerSucceeded(2)))
+  })
+
   it("GET /health is 503 and says why when the producer cannot reach Binance", async () => {
     await run(Effect.flatMap(Health, (h) => h.producerFailed("Binance is unreachable (network: ECONNREFUSED)")))
     const res = await run(get("/health"))

@@ -35,6 +35,22 @@ describe("Docker deployment files", () => {
     expect(result.status).toBe(0)
   })
 
+  it("render.yaml deploys the single-process mode from the Dockerfile with a persistent disk", () => {
+    const blueprint = parse(fs.readFileSync(path.join(repoRoot, "render.yaml"), "utf8"))
+    const [web] = blueprint.services
+    expect(web.type).toBe("web")
+    expect(web.runtime).toBe("docker")
+    expect(fs.existsSync(path.join(repoRoot, web.dockerfilePath))).toBe(true)
+    expect(web.disk.mountPath).toBe("/data")
+    expect(web.numInstances).toBe(1)
+    expect(["frankfurt", "singapore"]).toContain(web.region)
+    const env = Object.fromEntries(web.envVars.map((v: { key: string; value?: string }) => [v.key, v.value]))
+    expect(env.BROKER_MODE).toBe("direct")
+    expect(env.STORAGE_PATH.startsWith(web.disk.mountPath)).toBe(true)
+    expect(env.RAW_DIR.startsWith(web.disk.mountPath)).toBe(true)
+    expect(web.healthCheckPath).toBe("/health/live")
+  })
+
   it("the Dockerfile is multi-stage, runs as non-root and checks /health", () => {
     const dockerfile = fs.readFileSync(path.join(repoRoot, "docker/Dockerfile"), "utf8")
     expect(dockerfile.match(/^FROM /gm)!.length).toBeGreaterThanOrEqual(2)

@@ -94,6 +94,11 @@ export const RangeParams = Schema.Struct({
 
 export class SystemApi extends HttpApiGroup.make("system")
   .add(
+    HttpApiEndpoint.get("live", "/health/live")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .annotate(OpenApi.Summary, "Liveness: 200 while the process serves HTTP, whatever Binance or the broker do")
+  )
+  .add(
     HttpApiEndpoint.get("health", "/health")
       .addSuccess(HealthReport)
       .addError(Unhealthy)

@@ -32,7 +32,7 @@ export const currentHealth = Effect.gen(function* () {
 const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
   Effect.gen(function* () {
     const context = yield* Effect.context<Health | TickRepo>()
-    return handlers.handle("health", () =>
+    return handlers.handle("live", () => Effect.succeed({ status: "ok" as const })).handle("health", () =>
       currentHealth.pipe(
         Effect.provide(context),
         Effect.flatMap((report) => (report.status === "down" ? Effect.fail(new Unhealthy(report)) : Effect.succeed(report)))

@@ -14,6 +14,8 @@ import { isIP, isIPv6 } from "node:net"
 
 /** Reached without a key and never rate limited: platform health checks must not be refused. */
 export const HEALTH_PATH = "/health"
+/** Health paths stay public and are never rate limited: a throttled probe gets a service restarted. */
+export const HEALTH_PATHS: ReadonlyArray<string> = [HEALTH_PATH, "/health/live"]
 /** Served without a key only when API_PUBLIC_DOCS=true. */
 export const DOCS_PATHS: ReadonlyArray<string> = ["/docs", "/openapi.json"]
 /** The Swagger UI page, which gets a CSP that lets its inline script and styles run. */
@@ -365,7 +367,7 @@ export const makeSecurityMiddleware = (settings: SecuritySettings): Effect.Effec
       return found
     }
 
-    const isPublic = (path: string) => path === HEALTH_PATH || (settings.publicDocs && DOCS_PATHS.includes(path))
+    const isPublic = (path: string) => HEALTH_PATHS.includes(path) || (settings.publicDocs && DOCS_PATHS.includes(path))
 
     const corsHeaders = (origin: string | undefined): Record<string, string> | undefined => {
       if (origins === undefined || origin === undefined) return undefined
@@ -424,7 +426,7 @@ export const makeSecurityMiddleware = (settings: SecuritySettings): Effect.Effec
 
         const keyIndex = matchKey(request.headers["x-api-key"])
         let rate: RateDecision | undefined
-        if (limiter !== undefined && rateLimit !== undefined && path !== HEALTH_PATH) {
+        if (limiter !== undefined && rateLimit !== undefined && !HEALTH_PATHS.includes(path)) {
           const client = keyIndex >= 0 ? `key:${keyIndex}` : `address:${clientAddress(request, settings.trustProxy)}`
           rate = yield* limiter.take(client)
           if (!rate.allowed) {
