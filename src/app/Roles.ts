@@ -9,6 +9,7 @@ import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
 import { Broker } from "../broker/Broker.js"
 import { DirectBrokerLive } from "../broker/DirectBroker.js"
+import { KafkaBrokerLive } from "../broker/KafkaBroker.js"
 import { Health } from "../status/Health.js"
 import { makeJsonlSink } from "../store/JsonlSink.js"
 import { SqlLive } from "../store/Sql.js"
@@ -33,11 +34,7 @@ const DRAIN_TIMEOUT = Duration.seconds(4)
 const BrokerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
     const mode = yield* AppConfig.brokerMode
-    if (mode === "kafka") {
-      return yield* new StartupError({
-        message: "BROKER_MODE=kafka is not available in this build yet; use BROKER_MODE=direct with --role=all."
-      })
-    }
+    if (mode === "kafka") return KafkaBrokerLive
     const health = yield* Health
     return Layer.effectDiscard(health.setBroker("up", "direct", "in-process queue")).pipe(
       Layer.provideMerge(DirectBrokerLive)
