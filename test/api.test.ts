@@ -1,11 +1,11 @@
-import { HttpClient } from "@effect/platform"
+import { HttpApi, HttpClient } from "@effect/platform"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { NodeHttpServer } from "@effect/platform-node"
 import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
-import { RANGE_MAX_ROWS } from "../src/api/Api.js"
+import { Api, RANGE_MAX_ROWS } from "../src/api/Api.js"
 import { httpServer } from "../src/api/Http.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
@@ -169,7 +169,18 @@ describe("HTTP API over a real socket", () => {
 
   it("serves an OpenAPI document listing every endpoint, and interactive docs", async () => {
     const doc = (await run(get("/openapi.json"))).json()
+    const declared: Array<string> = []
+    HttpApi.reflect(Api, {
+      onGroup: () => {},
+      onEndpoint: ({ endpoint }) => void declared.push(`${endpoint.method.toLowerCase()} ${endpoint.path}`)
+    })
+    assert.strictEqual(declared.length, 11)
+    for (const entry of declared) {
+      const [method, route] = entry.split(" ") as [string, string]
+      assert.property(doc.paths[route] ?? {}, method, `${entry} is missing from /openapi.json`)
+    }
     assert.includeMembers(Object.keys(doc.paths), ["/health", "/symbols", "/trades/latest", "/trades/range"])
+    assert.deepStrictEqual(doc.components.securitySchemes.apiKey, { type: "apiKey", in: "header", name: "x-api-key" })
     const docs = await run(get("/docs"))
     assert.strictEqual(docs.status, 200)
     assert.include(docs.text.toLowerCase(), "<html")

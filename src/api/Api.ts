@@ -237,4 +237,14 @@ export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(TradesApi)
   .add(MarketApi)
   .add(BiApi)
-  .annotate(OpenApi.Title, "crypto-streaming-platform") {}
+  .annotate(OpenApi.Title, "crypto-streaming-platform")
+  .annotate(OpenApi.Description, "Binance market data as it happens: history, candles, features and stable CSV contracts for BI tools.")
+  // API keys (API_KEYS) are optional; when they are on, every path but /health needs the header.
+  .annotate(OpenApi.Transform, (spec) => ({
+    ...spec,
+    components: {
+      ...spec.components,
+      securitySchemes: { ...spec.components?.securitySchemes, apiKey: { type: "apiKey", in: "header", name: "x-api-key" } }
+    },
+    security: [{}, { apiKey: [] }]
+  })) {}
