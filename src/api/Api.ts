@@ -238,6 +238,7 @@ export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(MarketApi)
   .add(BiApi)
   .annotate(OpenApi.Title, "crypto-streaming-platform")
+  .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "Binance market data as it happens: history, candles, features and stable CSV contracts for BI tools.")
   // API keys (API_KEYS) are optional; when they are on, every path but /health needs the header.
   .annotate(OpenApi.Transform, (spec) => ({
