@@ -7,6 +7,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { httpServer } from "../src/api/Http.js"
+import { HotResponses } from "../src/api/HotPath.js"
 import { BiReports } from "../src/bi/BiReports.js"
 import type { Candle } from "../src/domain/Candles.js"
 import { Health } from "../src/status/Health.js"
@@ -135,7 +136,7 @@ describe("BI endpoints over a real socket", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bi-test-"))
   const runtime = ManagedRuntime.make(
     httpServer(NodeHttpServer.layerTest).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, CandleRepo.Default, Health.Default)),
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, CandleRepo.Default, Health.Default, HotResponses.Default)),
       Layer.provideMerge(sqliteLayer(path.join(dir, "app.db"))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
     )

@@ -1,10 +1,21 @@
-import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiSwagger,
+  HttpMiddleware,
+  HttpRouter,
+  HttpServer,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { createServer } from "node:http"
 import { Effect, Layer, Option } from "effect"
 import { createHash } from "node:crypto"
 import { BiReports } from "../bi/BiReports.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { CandleRepo } from "../store/CandleRepo.js"
+import { HotResponses, withHotPath } from "./HotPath.js"
 import { SecurityLive } from "./Security.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { eventKey } from "../domain/Ticker.js"
@@ -71,10 +82,16 @@ const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
   Effect.gen(function* () {
     const repo = yield* TickRepo
     const known = yield* KnownSymbols
+    const hot = yield* HotResponses
     return handlers
       .handle("symbols", () => Effect.orDie(repo.symbols))
       .handle("latest", ({ urlParams: { limit, symbol } }) =>
-        known.require(symbol).pipe(Effect.zipRight(Effect.orDie(repo.latest(symbol, limit))))
+        Effect.gen(function* () {
+          yield* known.require(symbol)
+          const body = JSON.stringify(yield* Effect.orDie(repo.latest(symbol, limit)))
+          yield* hot.remember((yield* HttpServerRequest.HttpServerRequest).url, body)
+          return HttpServerResponse.text(body, { contentType: "application/json" })
+        })
       )
       .handle("range", ({ urlParams: { cursor, end, limit, start, symbol } }) =>
         Effect.gen(function* () {
@@ -192,6 +209,8 @@ export const httpServer = <A, E, R>(
   server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
 ) =>
   HttpApiBuilder.serve().pipe(
+    // no span per request: the platform exports no traces, and tracing costs a fifth of a small request
+    HttpMiddleware.withTracerDisabledWhen(() => true),
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(SecurityLive),
@@ -216,3 +235,11 @@ export const healthServer = <A, E, R>(
     HttpServer.withLogAddress,
     Layer.provideMerge(server)
   )
+
+/** The API listening on `port`/`host`, with the hot path for /trades/latest in front of the pipeline. */
+export const listeningServer = (options: { readonly port: number; readonly host: string }) =>
+  Layer.unwrapEffect(
+    Effect.map(HotResponses, (hot) =>
+      httpServer(NodeHttpServer.layer(() => withHotPath(createServer(), hot), options))
+    )
+  ).pipe(Layer.provideMerge(HotResponses.Default))

@@ -328,6 +328,25 @@ const withVary = (response: HttpServerResponse.HttpServerResponse, field: string
 // Middleware
 
 /** Wraps an HttpApp; keeps its error and requirement types. */
+/** The headers every response gets whatever the request (CSP aside: see `API_CSP` and `swaggerCsp`). */
+export const securityHeaders = (settings: SecuritySettings): Record<string, string> => ({
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-resource-policy": "same-site",
+  ...(settings.hsts ? { "strict-transport-security": "max-age=31536000; includeSubDomains" } : {})
+})
+
+/**
+ * The headers of an API (non-docs) response when no setting needs a per-request decision, or
+ * undefined when one does (API keys, rate limits or CORS): then every request must go through the
+ * middleware.
+ */
+export const staticApiHeaders = (settings: SecuritySettings): Record<string, string> | undefined =>
+  Option.isNone(settings.apiKeys) && Option.isNone(settings.rateLimit) && Option.isNone(settings.corsOrigins)
+    ? { ...securityHeaders(settings), "content-security-policy": API_CSP }
+    : undefined
+
 export type SecurityMiddleware = <E, R>(app: HttpApp.Default<E, R>) => HttpApp.Default<E, R>
 
 const pathOf = (url: string) => {
@@ -348,13 +367,7 @@ export const makeSecurityMiddleware = (settings: SecuritySettings): Effect.Effec
     const digests = Option.getOrUndefined(settings.apiKeys)
     const origins = Option.getOrUndefined(settings.corsOrigins)
 
-    const baseHeaders: Record<string, string> = {
-      "x-content-type-options": "nosniff",
-      "x-frame-options": "DENY",
-      "referrer-policy": "no-referrer",
-      "cross-origin-resource-policy": "same-site",
-      ...(settings.hsts ? { "strict-transport-security": "max-age=31536000; includeSubDomains" } : {})
-    }
+    const baseHeaders = securityHeaders(settings)
 
     /** Index of the accepted key `presented` matches, -1 if none; compares digests in constant time, all of them. */
     const matchKey = (presented: string | undefined): number => {

@@ -3,7 +3,7 @@ import { Data, Duration, Effect, Fiber, Layer, Option } from "effect"
 import type { Interval } from "../domain/Candles.js"
 import { createServer } from "node:http"
 import * as AppConfig from "../Config.js"
-import { healthServer, httpServer } from "../api/Http.js"
+import { healthServer, listeningServer } from "../api/Http.js"
 import { SecurityConfig } from "../api/Security.js"
 import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
@@ -56,7 +56,7 @@ const ServerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
     const port = yield* AppConfig.port
     const host = yield* AppConfig.host
-    return httpServer(NodeHttpServer.layer(createServer, { port, host }))
+    return listeningServer({ port, host })
   })
 )
 
