@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -123,11 +124,20 @@ describe("node dist/main.js --role=all (direct mode, one process)", () => {
     expect(await main.exited).toBe(0)
   }, 60_000)
 
-  it("exits non-zero with one sentence for an impossible role and for a bad setting", async () => {
+  it("exits non-zero with one sentence for an impossible role, a busy port and a bad setting", async () => {
     const producer = runMain(["--role=producer"], { BROKER_MODE: "direct" })
     expect(await producer.exited).toBe(1)
     expect(producer.output().trim()).toBe(
       "--role=producer needs BROKER_MODE=kafka: in direct mode the broker is an in-process queue, so run --role=all, or set BROKER_MODE=kafka and KAFKA_BOOTSTRAP_SERVERS."
+    )
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve))
+    const port = (taken.address() as net.AddressInfo).port
+    const busy = runMain(["--role=api"], { PORT: String(port), HOST: "127.0.0.1", STORAGE_PATH: path.join(dir, "busy", "app.db") })
+    expect(await busy.exited).toBe(1)
+    taken.close()
+    expect(busy.output().trim().split("\n").at(-1)).toBe(
+      `cannot listen on 127.0.0.1:${port} (PORT): the port is already in use; stop the other process or set PORT to another port.`
     )
     const bad = runMain(["--role=all"], { POLL_INTERVAL_SECONDS: "soon" })
     expect(await bad.exited).toBe(1)

@@ -28,8 +28,22 @@ export type Role = (typeof roles)[number]
 /** A role that cannot start as configured; the message says why and what to do. */
 export class StartupError extends Data.TaggedError("StartupError")<{ readonly message: string }> {}
 
+/** The HTTP server could not listen: say where and what to change. */
+const cannotListen = (error: { readonly cause: unknown }, variable: string, port: number, host: string) => {
+  const code = (error.cause as { code?: string } | undefined)?.code
+  const reason =
+    code === "EADDRINUSE"
+      ? "the port is already in use"
+      : code === "EACCES"
+        ? "this user may not listen on that port"
+        : String((error.cause as Error | undefined)?.message ?? error.cause)
+  return new StartupError({
+    message: `cannot listen on ${host}:${port} (${variable}): ${reason}; stop the other process or set ${variable} to another port.`
+  })
+}
+
 /** How long a stopping consumer may take to store and acknowledge what it already has. */
-const DRAIN_TIMEOUT = Duration.seconds(4)
+const DRAIN_TIMEOUT = Duration.millis(2500)
 
 const BrokerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
@@ -65,7 +79,9 @@ const healthLoop = Effect.gen(function* () {
   const port = yield* AppConfig.healthPort
   if (Option.isNone(port)) return yield* Effect.never
   const host = yield* AppConfig.host
-  return yield* Layer.launch(healthServer(NodeHttpServer.layer(createServer, { port: port.value, host })))
+  return yield* Layer.launch(healthServer(NodeHttpServer.layer(createServer, { port: port.value, host }))).pipe(
+    Effect.catchTag("ServeError", (e) => Effect.fail(cannotListen(e, "HEALTH_PORT", port.value, host)))
+  )
 })
 
 const StoreLive = Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
@@ -116,7 +132,13 @@ export const runRole = (role: Role) =>
       })
     }
     yield* Effect.logInfo(`starting role ${role} with BROKER_MODE=${mode}`)
-    const api = Layer.launch(ServerLive)
+    const api = Layer.launch(ServerLive).pipe(
+      Effect.catchTag("ServeError", (e) =>
+        Effect.flatMap(Effect.all([AppConfig.port, AppConfig.host]), ([port, host]) =>
+          Effect.fail(cannotListen(e, "PORT", port, host))
+        )
+      )
+    )
     switch (role) {
       case "all":
         return yield* runLoops({ producer: runProducer, consumer: runConsumer, api }).pipe(

@@ -72,12 +72,16 @@ const KAFKAJS_RETRY = { retries: 2, initialRetryTime: 300, maxRetryTime: 2_000 }
 const MAX_SEND_BATCH = 1_000
 const DELIVERY_QUEUE = 1_000
 const FLUSH_TIMEOUT = Duration.seconds(3)
+/** The shutdown's last attempt to hand buffered events to Kafka after the sender gave up for now. */
+const FINAL_FLUSH_TIMEOUT = Duration.millis(1500)
 const DISCONNECT_TIMEOUT = Duration.seconds(2)
 const COMMIT_TIMEOUT = Duration.seconds(3)
 
 /** Broker unreachable: 1 s, 2 s, 4 s … capped at 10 s; starts over after a minute without failures. */
 /** How long kafkajs may take to rejoin the group after a crash it restarts from, before the adapter starts over. */
 const RESTART_WATCHDOG = Duration.seconds(20)
+/** A consumer with no fetch and no heartbeat for this long is considered stuck and replaced. */
+const STALL_TIMEOUT = Duration.seconds(30)
 
 const reconnectPolicy = Schedule.exponential("1 second").pipe(
   Schedule.jittered,
@@ -345,7 +349,36 @@ const make = Effect.gen(function* () {
     Effect.forkScoped
   )
 
-  /** Hands what is buffered to Kafka (unless it is down), for at most FLUSH_TIMEOUT, then disconnects. */
+  /**
+   * One last attempt with a fresh producer, for what the sender still holds when it is between
+   * reconnection attempts: Kafka may be back although the sender's backoff has not run out yet.
+   */
+  const finalFlush = Effect.scoped(
+    Effect.gen(function* () {
+      const held = [...(yield* Ref.get(unsent)), ...Chunk.toReadonlyArray(yield* Queue.takeAll(outbox))]
+      yield* Ref.set(unsent, held)
+      if (held.length === 0) return
+      const producer = yield* connected("publish", "producer", () =>
+        kafka.producer({
+          idempotent: true,
+          maxInFlightRequests: 1,
+          allowAutoTopicCreation: false,
+          createPartitioner: Partitioners.DefaultPartitioner,
+          retry: KAFKAJS_RETRY
+        })
+      )
+      yield* call("publish", `sending ${held.length} event(s) to ${topic}`, () =>
+        producer.send({ topic, acks: -1, messages: held })
+      )
+      yield* Ref.set(unsent, [])
+      yield* Effect.logInfo(`handed ${held.length} buffered event(s) to Kafka at shutdown`)
+    })
+  )
+
+  /**
+   * Hands what is buffered to Kafka for at most FLUSH_TIMEOUT: through the running sender while it is
+   * connected, else in one final attempt of its own. What still fails is reported as lost.
+   */
   const stopProducer = Effect.gen(function* () {
     yield* Ref.set(closed, true)
     yield* Effect.zipWith(pendingEvents, Ref.get(link), (n, state) => n === 0 || state === "down").pipe(
@@ -354,6 +387,13 @@ const make = Effect.gen(function* () {
       Effect.timeout(FLUSH_TIMEOUT),
       Effect.ignore
     )
+    if ((yield* pendingEvents) > 0) {
+      yield* Fiber.interrupt(senderFiber)
+      yield* finalFlush.pipe(
+        Effect.timeout(FINAL_FLUSH_TIMEOUT),
+        Effect.catchAll((e) => Effect.logDebug("the final flush failed", Cause.fail(e)))
+      )
+    }
     const lost = yield* pendingEvents
     if (lost > 0) {
       yield* Effect.logError(`${lost} event(s) could not be handed to Kafka before shutdown and are lost`)
@@ -630,6 +670,29 @@ const make = Effect.gen(function* () {
             : Deferred.fail(crashed, error)
         )
       })
+      // A consumer that neither fetches nor heartbeats for STALL_TIMEOUT is stuck (seen after a broker
+      // restart, with no CRASH event): end this session so the loop reconnects with a fresh one.
+      let lastActivity = Date.now()
+      let joined = false // armed once the group is joined: the first join may wait out an old member's session
+      const touch = () => {
+        lastActivity = Date.now()
+      }
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        joined = true
+      })
+      for (const event of [consumer.events.FETCH_START, consumer.events.HEARTBEAT, consumer.events.GROUP_JOIN]) {
+        consumer.on(event, touch)
+      }
+      yield* Effect.gen(function* () {
+        if (!joined || (yield* Deferred.isDone(closing))) return
+        const idle = Date.now() - lastActivity
+        if (idle > Duration.toMillis(STALL_TIMEOUT)) {
+          yield* Deferred.fail(
+            crashed,
+            new BrokerError({ op: "subscribe", detail: `the consumer made no progress for ${Math.round(idle / 1000)} s` })
+          )
+        }
+      }).pipe(Effect.repeat(Schedule.spaced("2 seconds")), Effect.forkScoped)
       yield* call("subscribe", "connecting the dead-letter producer", () => dlqProducer.connect())
       yield* call("subscribe", "connecting the consumer", () => consumer.connect())
       yield* call("subscribe", `subscribing to ${topic}`, () =>
