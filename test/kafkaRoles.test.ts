@@ -140,17 +140,21 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
     await waitFor(() => (tickCount(db) === total ? true : undefined), 60_000, `${total} rows after the restart`)
     expect(query(db, "SELECT COUNT(DISTINCT symbol || ts_us) AS n FROM ticks")[0]!.n).toBe(total)
     // The raw log holds each event once too, even with a line torn by the kill.
-    const ids = fs
-      .readdirSync(rawDir)
-      .flatMap((f) => fs.readFileSync(path.join(rawDir, f), "utf8").split("\n"))
-      .flatMap((l) => {
-        try {
-          const e = JSON.parse(l) as { symbol: string; timestamp_utc: string }
-          return [`${e.symbol}|${e.timestamp_utc}`]
-        } catch {
-          return []
-        }
-      })
+    const rawIds = () =>
+      fs
+        .readdirSync(rawDir)
+        .flatMap((f) => fs.readFileSync(path.join(rawDir, f), "utf8").split("\n"))
+        .flatMap((l) => {
+          try {
+            const e = JSON.parse(l) as { symbol: string; timestamp_utc: string }
+            return [`${e.symbol}|${e.timestamp_utc}`]
+          } catch {
+            return []
+          }
+        })
+    // each batch reaches SQLite first and the raw log right after
+    await waitFor(() => (rawIds().length >= total ? true : undefined), 30_000, "the raw log")
+    const ids = rawIds()
     expect(new Set(ids).size).toBe(total)
     expect(ids.length).toBe(total)
   }, 120_000)
