@@ -309,19 +309,22 @@ const make = Effect.gen(function* () {
     )
   )
 
+  /** An idempotent producer (acks=all on every send), connected for the enclosing scope. */
+  const connectProducer = connected("publish", "producer", () =>
+    kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: KAFKAJS_RETRY
+    })
+  )
+
   const sendSession = Effect.scoped(
     Effect.gen(function* () {
       yield* Deferred.await(topicsReady)
       yield* nextBatch // connect only once there is something to send: a consumer-only process never does
-      const producer = yield* connected("publish", "producer", () =>
-        kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          createPartitioner: Partitioners.DefaultPartitioner,
-          retry: KAFKAJS_RETRY
-        })
-      )
+      const producer = yield* connectProducer
       yield* linkUp.pipe(Effect.annotateLogs({ buffered_events: yield* pendingEvents }))
       yield* Effect.forever(
         nextBatch.pipe(
@@ -358,15 +361,7 @@ const make = Effect.gen(function* () {
       const held = [...(yield* Ref.get(unsent)), ...Chunk.toReadonlyArray(yield* Queue.takeAll(outbox))]
       yield* Ref.set(unsent, held)
       if (held.length === 0) return
-      const producer = yield* connected("publish", "producer", () =>
-        kafka.producer({
-          idempotent: true,
-          maxInFlightRequests: 1,
-          allowAutoTopicCreation: false,
-          createPartitioner: Partitioners.DefaultPartitioner,
-          retry: KAFKAJS_RETRY
-        })
-      )
+      const producer = yield* connectProducer
       yield* call("publish", `sending ${held.length} event(s) to ${topic}`, () =>
         producer.send({ topic, acks: -1, messages: held })
       )
