@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Effect, Either, Fiber, Metric, Schema, Stream } from "effect"
+import { Chunk, type Context, type Duration, Effect, Either, Fiber, Metric, Schema, Stream } from "effect"
 import { inject } from "vitest"
-import type { Delivery } from "../src/broker/Broker.js"
+import type { Broker, Delivery } from "../src/broker/Broker.js"
 import { deadLetteredTotal, dlqTopic } from "../src/broker/KafkaBroker.js"
 import { CONTRACT_VERSION, TickerEventJson } from "../src/domain/Ticker.js"
 import {
@@ -21,6 +21,31 @@ import { loadKafkaScript } from "./support/kafkaGlobalSetup.js"
 
 const SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"] as const
 const keyOf = (d: Delivery) => `${d.event.symbol}#${d.event.volume}`
+
+/** Consumes in batches in the background, recording every delivery in `seen` and acknowledging each batch. */
+const consumeInto = (
+  broker: Context.Tag.Service<Broker>,
+  seen: Set<string>,
+  size: number,
+  window: Duration.DurationInput
+) =>
+  broker.subscribe.pipe(
+    Stream.groupedWithin(size, window),
+    Stream.runForEach((chunk) => {
+      const batch = Chunk.toReadonlyArray(chunk)
+      for (const d of batch) seen.add(keyOf(d))
+      return broker.acknowledge(batch)
+    }),
+    Effect.forkScoped
+  )
+
+/** Publishes rounds [from, to): one event per symbol each. */
+const publishSymbols = (broker: Context.Tag.Service<Broker>, from: number, to: number) =>
+  Effect.forEach(
+    Array.from({ length: to - from }, (_, i) => from + i),
+    (i) => broker.publish(SYMBOLS.map((s) => makeEvent(s, i))),
+    { discard: true }
+  )
 const decode = Schema.decodeUnknownEither(TickerEventJson)
 const encode = Schema.encodeSync(TickerEventJson)
 
@@ -77,21 +102,8 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const { broker, health } = yield* startBroker(env)
 
         const seen = new Set<string>()
-        yield* broker.subscribe.pipe(
-          Stream.groupedWithin(100, "200 millis"),
-          Stream.runForEach((chunk) => {
-            const batch = Chunk.toReadonlyArray(chunk)
-            for (const d of batch) seen.add(keyOf(d))
-            return broker.acknowledge(batch)
-          }),
-          Effect.forkScoped
-        )
-        const publishRounds = (from: number, to: number) =>
-          Effect.forEach(
-            Array.from({ length: to - from }, (_, i) => from + i),
-            (i) => broker.publish(SYMBOLS.map((s) => makeEvent(s, i))),
-            { discard: true }
-          )
+        yield* consumeInto(broker, seen, 100, "200 millis")
+        const publishRounds = (from: number, to: number) => publishSymbols(broker, from, to)
         const allSeen = (n: number) => Effect.sync(() => seen.size >= n * SYMBOLS.length)
 
         yield* publishRounds(0, 10)
@@ -351,22 +363,8 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const a = yield* startBroker(env)
         const b = yield* startBroker(env)
         const seen = new Set<string>()
-        const consume = (broker: typeof a.broker) =>
-          broker.subscribe.pipe(
-            Stream.groupedWithin(50, "100 millis"),
-            Stream.runForEach((chunk) => {
-              const batch = Chunk.toReadonlyArray(chunk)
-              for (const d of batch) seen.add(keyOf(d))
-              return broker.acknowledge(batch)
-            }),
-            Effect.forkScoped
-          )
-        const publishRounds = (from: number, to: number) =>
-          Effect.forEach(
-            Array.from({ length: to - from }, (_, i) => from + i),
-            (i) => a.broker.publish(SYMBOLS.map((s) => makeEvent(s, i))),
-            { discard: true }
-          )
+        const consume = (broker: typeof a.broker) => consumeInto(broker, seen, 50, "100 millis")
+        const publishRounds = (from: number, to: number) => publishSymbols(a.broker, from, to)
         const joined = (h: typeof a.health) => Effect.map(h.broker, (x) => (x.detail ?? "").startsWith("consuming"))
 
         const first = yield* consume(a.broker)
