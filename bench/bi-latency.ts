@@ -25,11 +25,11 @@ import {
   formatSummary,
   log,
   machineLine,
-  newestProfile,
+  reportProfile,
+  runBench,
   repoRoot,
   startApi,
   summarize,
-  summarizeProfile,
   type Timed,
   timedGet
 } from "./lib.js"
@@ -146,17 +146,8 @@ const main = async () => {
   } finally {
     agent.destroy()
     await api.stop()
-    if (args.profile) {
-      const file = newestProfile(profileDir)
-      log(file === undefined ? "no CPU profile was written" : `\n${summarizeProfile(file)}`)
-    }
+    reportProfile(args.profile, profileDir)
   }
 }
 
-main().then(
-  (pass) => process.exit(pass ? 0 : 1),
-  (error: unknown) => {
-    process.stderr.write(`bi-latency failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
-    process.exit(2)
-  }
-)
+runBench("bi-latency", main)

@@ -30,12 +30,12 @@ import {
   freePort,
   log,
   machineLine,
-  newestProfile,
+  reportProfile,
+  runBench,
   openEnv,
   repoRoot,
   spawnChild,
   startApi,
-  summarizeProfile,
   waitFor
 } from "./lib.js"
 
@@ -244,17 +244,8 @@ const main = async () => {
     for (const c of ceilings) await c.stop()
     await bare?.stop()
     await api.stop()
-    if (args.profile) {
-      const file = newestProfile(profileDir)
-      log(file === undefined ? "no CPU profile was written" : `\n${summarizeProfile(file)}`)
-    }
+    reportProfile(args.profile, profileDir)
   }
 }
 
-main().then(
-  (pass) => process.exit(pass ? 0 : 1),
-  (error: unknown) => {
-    process.stderr.write(`latest-throughput failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
-    process.exit(2)
-  }
-)
+runBench("latest-throughput", main)

@@ -319,3 +319,20 @@ export const newestProfile = (dir: string): string | undefined =>
         .map((f) => path.join(dir, f))
         .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0]
     : undefined
+
+/** Prints a summary of the newest CPU profile in `dir` when the run was profiled. */
+export const reportProfile = (profiled: boolean, dir: string) => {
+  if (!profiled) return
+  const file = newestProfile(dir)
+  log(file === undefined ? "no CPU profile was written" : `\n${summarizeProfile(file)}`)
+}
+
+/** Runs a bench: exit 0 on PASS, 1 on FAIL, 2 when the bench itself failed. */
+export const runBench = (name: string, main: () => Promise<boolean>) =>
+  main().then(
+    (pass) => process.exit(pass ? 0 : 1),
+    (error: unknown) => {
+      process.stderr.write(`${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+      process.exit(2)
+    }
+  )
