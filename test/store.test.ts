@@ -97,6 +97,61 @@ describe("SqliteStore", () => {
   )
 })
 
+describe("candles from the live stream", () => {
+  it.effect("the SQLite sink derives 1m candles and today's daily candle from ticks; klines win where both exist", () =>
+    withTempDb(() =>
+      Effect.gen(function* () {
+        const sink = yield* makeSqliteSink
+        const candles = yield* CandleRepo
+        const m = us("2026-01-15T10:00:00Z")
+        yield* sink.writeBatch([
+          makeEvent("BTCUSDT", m + 5_000_000, "100.00"),
+          makeEvent("BTCUSDT", m + 20_000_000, "103.00"),
+          makeEvent("BTCUSDT", m + 40_000_000, "99.00"),
+          makeEvent("BTCUSDT", m + 65_000_000, "101.00")
+        ])
+        const minutes = yield* candles.candles("BTCUSDT", "1m", Date.UTC(2026, 0, 15), Date.UTC(2026, 0, 16))
+        assert.deepStrictEqual(
+          minutes.map((c) => [c.open, c.high, c.low, c.close, c.volume]),
+          [
+            ["100.00", "103.00", "99.00", "99.00", "0"],
+            ["101.00", "101.00", "101.00", "101.00", "0"]
+          ]
+        )
+        const daily = yield* candles.daily("BTCUSDT", "2026-01-15", "2026-01-15")
+        assert.deepStrictEqual(
+          daily.map((d) => [d.open, d.high, d.low, d.close, d.source]),
+          [["100.00", "103.00", "99.00", "101.00", "ticks"]]
+        )
+        // a Binance kline for the first minute replaces the tick-derived one in the day
+        yield* candles.upsert(
+          [
+            {
+              symbol: "BTCUSDT",
+              interval: "1m",
+              openTime: Date.UTC(2026, 0, 15, 10, 0),
+              open: "100.50",
+              high: "104.00",
+              low: "98.00",
+              close: "99.50",
+              volume: "7.5",
+              quoteVolume: "750",
+              trades: 3,
+              closed: true
+            }
+          ],
+          "klines"
+        )
+        const merged = yield* candles.daily("BTCUSDT", "2026-01-15", "2026-01-15")
+        assert.deepStrictEqual(
+          merged.map((d) => [d.open, d.high, d.low, d.close, d.volume, d.source]),
+          [["100.50", "104.00", "98.00", "101.00", "7.5", "klines+ticks"]]
+        )
+      })
+    )
+  )
+})
+
 describe("JsonlSink", () => {
   it.scoped("appends one contract event per line to RAW_DIR/YYYY-MM-DD.jsonl by the event's UTC day", () =>
     Effect.gen(function* () {

@@ -123,15 +123,16 @@ const MarketLive = HttpApiBuilder.group(Api, "market", (handlers) =>
           yield* known.require(symbol)
           const from = Math.floor(start / 1000)
           const to = Math.ceil(end / 1000)
-          const buckets = Math.ceil((to - bucketStart(from, interval)) / intervalMs(interval))
+          const first = bucketStart(from, interval) // the candle holding `start`
+          const buckets = Math.ceil((to - first) / intervalMs(interval))
           if (buckets > CANDLES_MAX) {
             return yield* new BadRange({
               message: `${buckets} ${interval} candles asked; at most ${CANDLES_MAX} per answer: narrow start/end or use a coarser interval`
             })
           }
-          const candles = yield* Effect.orDie(reports.candleRows(symbol, interval, bucketStart(from, interval), to))
+          const candles = yield* Effect.orDie(reports.candleRows(symbol, interval, first, to))
           return candles
-            .filter((c) => c.openTime >= bucketStart(from, interval) && c.openTime < to)
+            .filter((c) => c.openTime >= first && c.openTime < to)
             .map((c) => ({
               symbol: c.symbol,
               interval: c.interval,
