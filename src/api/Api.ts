@@ -4,34 +4,12 @@ import { Interval } from "../domain/Candles.js"
 import { formatInstantMicros, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
 import { BI_DEFAULT_DAYS, BI_MAX_DAYS } from "../bi/BiReports.js"
 import { SymbolSummary } from "../store/TickRepo.js"
+import { SystemApi } from "./HealthApi.js"
 
 /** Most rows one /trades/range answer carries. */
 export const RANGE_MAX_ROWS = 5000
 export const LATEST_MAX_ROWS = 1000
 export const LATEST_DEFAULT_ROWS = 200
-
-const ComponentState = Schema.Literal("up", "down", "starting", "not_running")
-
-export const HealthFields = {
-  status: Schema.Literal("ok", "down"),
-  components: Schema.Struct({
-    producer: Schema.Struct({
-      state: ComponentState,
-      symbols: Schema.Array(Schema.String),
-      last_success_at: Schema.NullOr(Schema.String),
-      last_error: Schema.NullOr(Schema.String),
-      last_error_at: Schema.NullOr(Schema.String),
-      used_weight_1m: Schema.NullOr(Schema.Number)
-    }),
-    broker: Schema.Struct({ state: ComponentState, mode: Schema.String, detail: Schema.NullOr(Schema.String) }),
-    store: Schema.Struct({ state: ComponentState, path: Schema.String, detail: Schema.NullOr(Schema.String) })
-  })
-}
-export const HealthReport = Schema.Struct(HealthFields)
-export type HealthReport = typeof HealthReport.Type
-
-/** /health answers 503 with the same report when a component is down. */
-export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", HealthFields, HttpApiSchema.annotations({ status: 503 })) {}
 
 export class UnknownSymbol extends Schema.TaggedError<UnknownSymbol>()(
   "UnknownSymbol",
@@ -91,19 +69,6 @@ export const RangeParams = Schema.Struct({
   limit: rowLimit(RANGE_MAX_ROWS, RANGE_MAX_ROWS),
   cursor: Schema.optional(RangeCursor)
 }).pipe(Schema.filter((p) => p.start < p.end || "start must be before end"))
-
-export class SystemApi extends HttpApiGroup.make("system")
-  .add(
-    HttpApiEndpoint.get("live", "/health/live")
-      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
-      .annotate(OpenApi.Summary, "Liveness: 200 while the process serves HTTP, whatever Binance or the broker do")
-  )
-  .add(
-    HttpApiEndpoint.get("health", "/health")
-      .addSuccess(HealthReport)
-      .addError(Unhealthy)
-      .annotate(OpenApi.Summary, "Per-component state; 503 when a component is down")
-  ) {}
 
 export class TradesApi extends HttpApiGroup.make("trades")
   .add(
