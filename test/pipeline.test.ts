@@ -94,7 +94,8 @@ describe("consumer", () => {
           publish: () => Effect.void,
           subscribe: Stream.fromIterable(sent.map((event, offset) => ({ event, receipt: offset }))),
           acknowledge: (ds) => Ref.update(acknowledged, (a) => [...a, ...ds.map((d) => d.receipt as number)]),
-          close: Effect.void
+          close: Effect.void,
+          pending: Effect.succeed(0)
         })
       )
       const fiber = yield* Effect.fork(runConsumer.pipe(Effect.provide(Layer.merge(broker, sink.layer)), withEnv({})))

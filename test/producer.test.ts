@@ -38,7 +38,8 @@ const scriptedClient = (steps: ReadonlyArray<(symbols: ReadonlyArray<TickerSymbo
         }),
       klines: () => Effect.die("not used by the producer"),
       symbolExists: () => Effect.succeed(true),
-      usedWeight: Effect.succeed(Option.none())
+      usedWeight: Effect.succeed(Option.none()),
+      blockedUntil: Effect.succeed(0)
     })
   )
   return { calls, layer }

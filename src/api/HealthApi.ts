@@ -1,7 +1,16 @@
 import { HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 
-const ComponentState = Schema.Literal("up", "down", "starting", "not_running")
+const ComponentState = Schema.Literal("up", "down", "blocked", "starting", "not_running")
+const Instant = Schema.NullOr(Schema.String)
+
+export const SinkHealth = Schema.Struct({
+  name: Schema.String,
+  state: Schema.Literal("up", "down"),
+  detail: Schema.NullOr(Schema.String),
+  since: Schema.String,
+  last_success_at: Instant
+})
 
 export const HealthFields = {
   status: Schema.Literal("ok", "down"),
@@ -9,13 +18,25 @@ export const HealthFields = {
     producer: Schema.Struct({
       state: ComponentState,
       symbols: Schema.Array(Schema.String),
-      last_success_at: Schema.NullOr(Schema.String),
+      last_success_at: Instant,
       last_error: Schema.NullOr(Schema.String),
-      last_error_at: Schema.NullOr(Schema.String),
-      used_weight_1m: Schema.NullOr(Schema.Number)
+      last_error_at: Instant,
+      used_weight_1m: Schema.NullOr(Schema.Number),
+      rate_limited_until: Instant
     }),
     broker: Schema.Struct({ state: ComponentState, mode: Schema.String, detail: Schema.NullOr(Schema.String) }),
-    store: Schema.Struct({ state: ComponentState, path: Schema.String, detail: Schema.NullOr(Schema.String) })
+    store: Schema.Struct({
+      state: ComponentState,
+      path: Schema.String,
+      detail: Schema.NullOr(Schema.String),
+      /** When the store went down (the first failing sink's `since`); null while up. */
+      since: Instant,
+      /** The newest stored event's timestamp_utc, and how old it is now. */
+      newest_event_at: Instant,
+      newest_event_age_seconds: Schema.NullOr(Schema.Number),
+      /** The consumer's sinks as their last write left them (empty where no consumer runs). */
+      sinks: Schema.Array(SinkHealth)
+    })
   })
 }
 export const HealthReport = Schema.Struct(HealthFields)
@@ -34,6 +55,6 @@ export class SystemApi extends HttpApiGroup.make("system")
     HttpApiEndpoint.get("health", "/health")
       .addSuccess(HealthReport)
       .addError(Unhealthy)
-      .annotate(OpenApi.Summary, "Per-component state; 503 when a component is down")
+      .annotate(OpenApi.Summary, "Per-component state; 503 when a component is down or the producer is blocked")
   ) {}
 

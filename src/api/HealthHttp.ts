@@ -1,25 +1,58 @@
 import { HttpApiBuilder, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
-import { Effect, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Option } from "effect"
+import { formatInstantMicros } from "../domain/Ticker.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api } from "./Api.js"
 import { type HealthReport, Unhealthy } from "./HealthApi.js"
 
-/** The platform's condition as /health reports it; the store is checked live when this process has one. */
-export const currentHealth = Effect.gen(function* () {
+/**
+ * How long /health may wait for the database. Past it the store is reported down: a health probe
+ * must answer even when another process holds the database's lock.
+ */
+const STORE_DEADLINE = Duration.seconds(1)
+
+const storeReport = Effect.gen(function* () {
   const health = yield* Health
   const repo = yield* Effect.serviceOption(TickRepo)
-  const storagePath = yield* Effect.orDie(AppConfig.storagePath) // validated at start-up
+  const path = yield* Effect.orDie(AppConfig.storagePath) // validated at start-up
+  const sinks = yield* health.sinks
+  let newest = yield* health.newestStoredMicros
+  let dbError: string | null = null
+  if (Option.isSome(repo)) {
+    const probe = yield* repo.value.newestMicros.pipe(
+      Effect.timeoutFail({
+        duration: STORE_DEADLINE,
+        onTimeout: () => new Error(`the database did not answer within ${Duration.format(STORE_DEADLINE)} (locked by another process?)`)
+      }),
+      Effect.either
+    )
+    if (Either.isRight(probe)) newest = Math.max(newest, probe.right)
+    else dbError = probe.left.message
+  }
+  const now = yield* Clock.currentTimeMillis
+  const failing = sinks.find((s) => s.state === "down")
+  const state =
+    failing !== undefined || dbError !== null ? ("down" as const) : Option.isNone(repo) && sinks.length === 0 ? ("not_running" as const) : ("up" as const)
+  return {
+    state,
+    path,
+    detail: failing !== undefined ? failing.detail : dbError,
+    since: failing?.since ?? null,
+    newest_event_at: newest > 0 ? formatInstantMicros(newest) : null,
+    newest_event_age_seconds: newest > 0 ? Math.max(0, Math.round((now * 1000 - newest) / 1e5) / 10) : null,
+    sinks
+  }
+})
+
+/** The platform's condition as /health reports it: 503 when a component is down or the producer is blocked. */
+export const currentHealth = Effect.gen(function* () {
+  const health = yield* Health
   const producer = yield* health.producer
   const broker = yield* health.broker
-  const store = Option.isNone(repo)
-    ? { state: "not_running" as const, path: storagePath, detail: null }
-    : yield* repo.value.ping.pipe(
-        Effect.as({ state: "up" as const, path: storagePath, detail: null }),
-        Effect.catchAll((e) => Effect.succeed({ state: "down" as const, path: storagePath, detail: e.message }))
-      )
-  const down = [producer.state, broker.state, store.state].includes("down")
+  const store = yield* storeReport
+  const down = [producer.state, broker.state, store.state].some((s) => s === "down" || s === "blocked")
   const report: HealthReport = { status: down ? "down" : "ok", components: { producer, broker, store } }
   return report
 })

@@ -1,6 +1,8 @@
-import { Cause, Chunk, Duration, Effect, Schedule, Stream } from "effect"
+import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import * as AppConfig from "../Config.js"
 import { Broker } from "../broker/Broker.js"
+import { eventKey } from "../domain/Ticker.js"
+import { Health } from "../status/Health.js"
 import { TickSink } from "../store/TickSink.js"
 
 /** A failing sink (disk full, locked database) is retried until it recovers: a batch is never dropped. */
@@ -11,21 +13,32 @@ const sinkRetry = Schedule.exponential("500 millis").pipe(
 /**
  * The consumer role: the broker's stream in batches (size or time window, whichever comes first), one
  * sink call per batch, acknowledged to the broker only once stored. Ends when the broker's stream ends.
+ * /health learns the newest stored event and how many events the consumer holds unacknowledged.
  */
 export const runConsumer = Effect.gen(function* () {
   const broker = yield* Broker
   const sink = yield* TickSink
+  const health = yield* Effect.serviceOption(Health)
   const batchSize = yield* AppConfig.consumerBatchSize
   const batchWindow = yield* AppConfig.consumerBatchWindow
+  const holding = (delta: number) => (Option.isSome(health) ? health.value.consumerHolding(delta) : Effect.void)
   yield* Effect.logInfo(`consuming into ${sink.name} in batches of up to ${batchSize}`)
   yield* broker.subscribe.pipe(
+    Stream.tap(() => holding(1)),
     Stream.groupedWithin(batchSize, batchWindow),
     Stream.mapEffect((chunk) => {
       const deliveries = Chunk.toReadonlyArray(chunk)
-      return sink.writeBatch(deliveries.map((d) => d.event)).pipe(
+      const events = deliveries.map((d) => d.event)
+      return sink.writeBatch(events).pipe(
         Effect.tapError((e) => Effect.logError("storing a batch failed; retrying", Cause.fail(e))),
         Effect.retry(sinkRetry),
         Effect.zipRight(broker.acknowledge(deliveries)),
+        Effect.zipRight(holding(-deliveries.length)),
+        Effect.zipRight(
+          Option.isSome(health)
+            ? health.value.stored(events.reduce((newest, e) => Math.max(newest, eventKey(e).tsMicros), 0))
+            : Effect.void
+        ),
         Effect.zipRight(Effect.logDebug("stored batch").pipe(Effect.annotateLogs({ events: deliveries.length })))
       )
     }),

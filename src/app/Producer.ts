@@ -1,4 +1,4 @@
-import { Cause, Clock, Duration, Effect, Option, Ref, Schedule } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as AppConfig from "../Config.js"
 import { BinanceClient, type Ticker24h } from "../binance/BinanceClient.js"
 import type { BinanceError } from "../binance/BinanceError.js"
@@ -6,6 +6,10 @@ import { isRetryable, retryPolicy } from "../binance/retry.js"
 import { Broker } from "../broker/Broker.js"
 import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
+import { StopRequested } from "./Shutdown.js"
+
+/** A publish the broker has not taken after this long shows the producer as `blocked` on /health. */
+const BLOCKED_AFTER = Duration.seconds(1)
 
 /** A Binance 24h ticker as a contract event observed at `observedMicros`. */
 export const toEvent = (ticker: Ticker24h, observedMicros: number): TickerEvent => ({
@@ -31,7 +35,16 @@ export const pollOnce = Effect.fn("Producer.pollOnce")(function* (symbols: Reado
   for (const reason of batch.skipped) yield* Effect.logWarning(`skipped a malformed ticker entry: ${reason}`)
   const observedMicros = Number((yield* Clock.currentTimeNanos) / 1000n)
   const events = batch.tickers.map((t) => toEvent(t, observedMicros))
-  yield* broker.publish(events)
+  // A full broker buffer suspends publish (backpressure); after a while /health says so.
+  const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
+    Effect.zipRight(
+      health.producerBlocked(
+        `the broker has not taken ${events.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
+      )
+    ),
+    Effect.zipRight(Effect.never)
+  )
+  yield* Effect.raceFirst(broker.publish(events), blocked)
   return events
 })
 
@@ -53,13 +66,18 @@ const dropUnknownSymbols = (symbols: ReadonlyArray<TickerSymbol>, error: Binance
   })
 
 /**
- * The producer role: one request per cycle on a fixed cadence (no drift, no pile-up after a slow
- * cycle). A failed cycle is logged once and reported on /health; nothing here ends the loop.
+ * The producer role: one request per cycle on a fixed cadence (no drift; a slow cycle is followed at
+ * once by the next, then the grid resumes). After a cycle that had to wait out Binance's Retry-After,
+ * the cadence restarts from the end of that wait, so the request that ends a ban is never followed by
+ * a second one back to back. A failed cycle is logged once and reported on /health; nothing here ends
+ * the loop but a stop request (`StopRequested`), honoured between cycles: a cycle in flight finishes,
+ * so a Binance answer that arrives after SIGTERM is still published.
  */
 export const runProducer = Effect.gen(function* () {
   const health = yield* Health
   const client = yield* BinanceClient
   const interval = yield* AppConfig.pollInterval
+  const stop = yield* Effect.serviceOption(StopRequested)
   const active = yield* Ref.make(yield* AppConfig.symbols)
   yield* health.producerStarting(yield* Ref.get(active))
   yield* Effect.logInfo(`polling ${client.baseUrl} every ${Duration.format(interval)} for ${(yield* Ref.get(active)).join(", ")}`)
@@ -72,7 +90,17 @@ export const runProducer = Effect.gen(function* () {
         : Effect.logError(`poll failed: ${e.message}`)
     )
 
+  /** Shows Binance's Retry-After on /health; a wait from an earlier run is the producer's current state. */
+  const showRateLimit = Effect.gen(function* () {
+    const until = yield* client.blockedUntil
+    yield* health.producerRateLimitedUntil(until)
+    if (until > (yield* Clock.currentTimeMillis) && (yield* health.producer).state === "starting") {
+      yield* health.producerFailed(`waiting for Binance's Retry-After: no request before ${new Date(until).toISOString()}`)
+    }
+  })
+
   const cycle = Effect.gen(function* () {
+    yield* showRateLimit
     const symbols = yield* Ref.get(active)
     const events = yield* pollOnce(symbols).pipe(
       Effect.catchTag("InvalidSymbols", (e) =>
@@ -97,8 +125,31 @@ export const runProducer = Effect.gen(function* () {
       BinanceUnavailable: reportFailure,
       MalformedResponse: reportFailure,
       BrokerError: reportFailure
-    })
+    }),
+    Effect.zipRight(showRateLimit)
   )
 
-  yield* cycle.pipe(Effect.repeat(Schedule.fixed(interval)))
+  const stopped = Option.isSome(stop) ? Deferred.isDone(stop.value) : Effect.succeed(false)
+  /** Sleeps `millis`, or less when a stop is requested meanwhile. */
+  const pause = (millis: number) =>
+    Option.isSome(stop) ? Effect.raceFirst(Effect.sleep(Duration.millis(millis)), Deferred.await(stop.value)) : Effect.sleep(Duration.millis(millis))
+
+  const step = Duration.toMillis(interval)
+  let anchor: number | undefined // the cadence's grid: anchor + k * step
+  let scheduled = 0 // when the cycle that just ran was due
+  while (!(yield* stopped)) {
+    yield* cycle
+    const end = yield* Clock.currentTimeMillis
+    const waitedForBinance = (yield* client.blockedUntil) > scheduled
+    if (anchor === undefined || waitedForBinance) {
+      anchor = end
+      scheduled = end + step
+    } else if (end > scheduled + step) {
+      scheduled = end // running behind: the next cycle runs at once, then the grid resumes
+    } else {
+      scheduled = anchor + (Math.floor((end - anchor) / step) + 1) * step
+    }
+    if (scheduled > end) yield* pause(scheduled - end)
+  }
+  yield* Effect.logInfo("producer stopped")
 }).pipe(Effect.annotateLogs({ service: "producer" }))

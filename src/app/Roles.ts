@@ -1,13 +1,12 @@
-import { NodeHttpClient, NodeHttpServer } from "@effect/platform-node"
-import { Data, Duration, Effect, Fiber, Layer, Option } from "effect"
+import { NodeHttpClient } from "@effect/platform-node"
+import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Option } from "effect"
 import type { Interval } from "../domain/Candles.js"
-import { createServer } from "node:http"
 import * as AppConfig from "../Config.js"
-import { healthServer } from "../api/HealthHttp.js"
-import { listeningServer } from "../api/NodeServer.js"
+import { healthListeningServer, listeningServer } from "../api/NodeServer.js"
 import { SecurityConfig } from "../api/Security.js"
 import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
+import { RateLimitStoreLive } from "../binance/RateLimitStore.js"
 import { Broker } from "../broker/Broker.js"
 import { DirectBrokerLive } from "../broker/DirectBroker.js"
 import { KafkaBrokerLive } from "../broker/KafkaBroker.js"
@@ -22,6 +21,7 @@ import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
 import { buildBiFiles, verifyBi } from "./BiCommands.js"
 import { runConsumer } from "./Consumer.js"
 import { runProducer } from "./Producer.js"
+import { StopRequested } from "./Shutdown.js"
 
 export const roles = ["all", "producer", "consumer", "api"] as const
 export type Role = (typeof roles)[number]
@@ -43,8 +43,13 @@ const cannotListen = (error: { readonly cause: unknown }, variable: string, port
   })
 }
 
-/** How long a stopping consumer may take to store and acknowledge what it already has. */
-const DRAIN_TIMEOUT = Duration.millis(2500)
+/**
+ * Shutdown deadlines, together under the 5 s an orchestrator usually grants after SIGTERM: a poll in
+ * flight may finish and publish for PRODUCER_GRACE; the consumer may store and acknowledge what it
+ * holds until DRAIN_DEADLINE after the stop began. The HTTP server closes meanwhile (NodeServer.ts).
+ */
+const PRODUCER_GRACE = Duration.seconds(1)
+const DRAIN_DEADLINE = Duration.millis(3500)
 
 const BrokerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
@@ -61,9 +66,10 @@ const BrokerLive = Layer.unwrapEffect(
 const SinkLive = Layer.effect(
   TickSink,
   Effect.gen(function* () {
+    const health = yield* Health
     const sinks = (yield* AppConfig.enableDbSink) ? [yield* makeSqliteSink] : []
     sinks.push(yield* makeJsonlSink(yield* AppConfig.rawDir))
-    return fanOut(sinks)
+    return fanOut(sinks, health.sinkResult)
   })
 )
 
@@ -80,39 +86,80 @@ const healthLoop = Effect.gen(function* () {
   const port = yield* AppConfig.healthPort
   if (Option.isNone(port)) return yield* Effect.never
   const host = yield* AppConfig.host
-  return yield* Layer.launch(healthServer(NodeHttpServer.layer(createServer, { port: port.value, host }))).pipe(
+  return yield* Layer.launch(healthListeningServer({ port: port.value, host })).pipe(
     Effect.catchTag("ServeError", (e) => Effect.fail(cannotListen(e, "HEALTH_PORT", port.value, host)))
   )
 })
+
+/** Binance's Retry-After is kept beside the data, so a restart never sends a request during a ban. */
+const BinanceLive = BinanceClient.Default.pipe(Layer.provide(RateLimitStoreLive))
 
 const StoreLive = Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
 
 type Loop = Effect.Effect<unknown, unknown, unknown>
 
+/** What could not be stored before the deadline: one line, saying whether it is lost or comes back. */
+const reportUnstored = Effect.gen(function* () {
+  const health = yield* Health
+  const broker = yield* Effect.serviceOption(Broker)
+  const kafka = (yield* Effect.orDie(AppConfig.brokerMode)) === "kafka" // validated at start-up
+  // In direct mode what waits in the queue is lost too; Kafka keeps everything not committed.
+  const queued = !kafka && Option.isSome(broker) ? yield* broker.value.pending : 0
+  const held = (yield* health.consumerHeld) + queued
+  if (held === 0) return
+  const failing = (yield* health.sinks).flatMap((s) => (s.state === "down" && s.detail !== null ? [s.detail] : []))
+  const why = failing.length > 0 ? ` (${failing.join("; ")})` : ""
+  const fate = kafka
+    ? "they stay uncommitted in Kafka and are delivered again on the next start"
+    : "the in-process queue ends with the process, so they are lost"
+  yield* Effect.logError(`shutdown: ${held} event(s) could not be stored in time${why}; ${fate}`)
+})
+
 /**
- * Runs the role's loops until one fails or the process is told to stop. Stopping is ordered: the
- * producer stops first, the broker is closed so the consumer drains and acknowledges what it has, and
- * only then are the API and anything left interrupted.
+ * Runs the role's loops until one fails or the process is told to stop. Stopping is ordered and
+ * bounded: the HTTP server starts closing; the producer ends after its cycle in flight (at most
+ * PRODUCER_GRACE); the broker is closed so the consumer drains and acknowledges what it has (until
+ * DRAIN_DEADLINE); what is still unstored then is said in one line, and everything left is interrupted.
  */
 const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop = never>(loops: {
   readonly producer?: P
   readonly consumer?: C
   readonly api?: A
-}): Effect.Effect<void, Effect.Effect.Error<P | C | A>, Effect.Effect.Context<P | C | A>> =>
+}): Effect.Effect<void, Effect.Effect.Error<P | C | A>, Effect.Effect.Context<P | C | A> | Health> =>
   Effect.scoped(
     Effect.gen(function* () {
       const broker = yield* Effect.serviceOption(Broker)
+      const stop = yield* Deferred.make<void>()
       const consumer = loops.consumer && (yield* Effect.forkScoped(loops.consumer))
-      const producer = loops.producer && (yield* Effect.forkScoped(loops.producer))
+      const producer = loops.producer && (yield* Effect.forkScoped(Effect.provideService(loops.producer, StopRequested, stop)))
       const api = loops.api && (yield* Effect.forkScoped(loops.api))
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
-          if (producer) yield* Fiber.interrupt(producer)
+          const started = yield* Clock.currentTimeMillis
+          yield* Deferred.succeed(stop, undefined)
+          const closingApi = api ? yield* Effect.fork(Fiber.interrupt(api)) : undefined
+          if (producer) {
+            // Finalizers are uninterruptible: the wait must be made interruptible for its timeout to cut it.
+            const done = yield* Fiber.await(producer).pipe(Effect.interruptible, Effect.timeout(PRODUCER_GRACE), Effect.option)
+            if (Option.isNone(done)) {
+              yield* Effect.logWarning("the poll in flight did not finish in time; stopping the producer")
+              yield* Fiber.interrupt(producer)
+            }
+          }
           if (Option.isSome(broker)) yield* broker.value.close
           if (consumer) {
-            const drained = yield* Fiber.await(consumer).pipe(Effect.timeout(DRAIN_TIMEOUT), Effect.option)
-            if (Option.isNone(drained)) yield* Effect.logWarning("consumer did not drain in time; stopping it")
+            const left = Math.max(0, Duration.toMillis(DRAIN_DEADLINE) - ((yield* Clock.currentTimeMillis) - started))
+            const drained = yield* Fiber.await(consumer).pipe(
+              Effect.interruptible,
+              Effect.timeout(Duration.millis(left)),
+              Effect.option
+            )
+            if (Option.isNone(drained)) {
+              yield* reportUnstored
+              yield* Fiber.interrupt(consumer)
+            }
           }
+          if (closingApi) yield* Fiber.join(closingApi)
           yield* Effect.logInfo("stopped")
         })
       )
@@ -144,7 +191,7 @@ export const runRole = (role: Role) =>
       case "all":
         return yield* runLoops({ producer: runProducer, consumer: runConsumer, api }).pipe(
           Effect.provide(
-            Layer.mergeAll(BinanceClient.Default, SinkLive, BrokerLive).pipe(
+            Layer.mergeAll(BinanceLive, SinkLive, BrokerLive).pipe(
               Layer.provideMerge(StoreLive),
               Layer.provideMerge(Health.Default)
             )
@@ -153,7 +200,7 @@ export const runRole = (role: Role) =>
       case "producer":
         return yield* runLoops({ producer: runProducer, api: healthLoop }).pipe(
           Effect.provide(
-            Layer.mergeAll(BinanceClient.Default, BrokerLive).pipe(Layer.provideMerge(Health.Default))
+            Layer.mergeAll(BinanceLive, BrokerLive).pipe(Layer.provideMerge(Health.Default))
           )
         )
       case "consumer":
@@ -200,7 +247,7 @@ export const runBackfillCommand = (options: {
         BinanceUnavailable: stopped,
         MalformedResponse: stopped
       }),
-      Effect.provide(Layer.merge(BinanceClient.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive)))
+      Effect.provide(Layer.merge(BinanceLive, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive)))
     )
   })
 

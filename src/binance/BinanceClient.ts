@@ -12,6 +12,7 @@ import {
   RateLimited,
   RegionRestricted
 } from "./BinanceError.js"
+import { RateLimitStore } from "./RateLimitStore.js"
 
 /** The fields of Binance's FULL 24h ticker the platform reads; unknown fields are ignored. */
 export const Ticker24h = Schema.Struct({
@@ -62,6 +63,18 @@ const make = Effect.gen(function* () {
   )
   /** No request leaves before this instant (epoch ms): set by Retry-After and by the weight guard. */
   const blockedUntil = yield* Ref.make(0)
+  // A 429/418 outlives the process when a store is provided; without one it is kept in memory only.
+  const store = yield* Effect.serviceOption(RateLimitStore)
+  if (Option.isSome(store)) {
+    const earlier = yield* store.value.load
+    const startedAt = yield* Clock.currentTimeMillis
+    if (Option.isSome(earlier) && earlier.value.until > startedAt) {
+      yield* Ref.set(blockedUntil, earlier.value.until)
+      yield* Effect.logWarning(
+        `Binance rate limit from an earlier run: no request to Binance before ${new Date(earlier.value.until).toISOString()} (HTTP ${earlier.value.status})`
+      )
+    }
+  }
   const weight = yield* Ref.make(Option.none<WeightObservation>())
 
   const waitForClearance = Effect.gen(function* () {
@@ -82,10 +95,13 @@ const make = Effect.gen(function* () {
     if (until > now) yield* Effect.sleep(Duration.millis(until - now))
   })
 
-  const block = (retryAfter: Duration.Duration) =>
-    Clock.currentTimeMillis.pipe(
-      Effect.flatMap((now) => Ref.update(blockedUntil, (t) => Math.max(t, now + Duration.toMillis(retryAfter))))
-    )
+  /** Holds every request until `retryAfter` from now, and records that end where a restart finds it. */
+  const block = (status: 429 | 418, retryAfter: Duration.Duration) =>
+    Effect.gen(function* () {
+      const until = (yield* Clock.currentTimeMillis) + Duration.toMillis(retryAfter)
+      yield* Ref.update(blockedUntil, (t) => Math.max(t, until))
+      if (Option.isSome(store)) yield* store.value.save({ until, status })
+    })
 
   /** One GET to Binance: waits for clearance, classifies every failure into a BinanceError, returns parsed JSON. */
   const getJson = (path: string, params: Record<string, string>, symbols: ReadonlyArray<string>) =>
@@ -112,7 +128,7 @@ const make = Effect.gen(function* () {
       const { status, headers, body } = response
       if (status === 429 || status === 418) {
         const retryAfter = retryAfterOf(headers, status === 418 ? 120 : 60)
-        yield* block(retryAfter)
+        yield* block(status, retryAfter)
         return yield* new RateLimited({ status, retryAfter })
       }
       if (status === 451) return yield* new RegionRestricted({ baseUrl })
@@ -186,7 +202,11 @@ const make = Effect.gen(function* () {
     klines,
     symbolExists,
     /** The last `x-mbx-used-weight-1m` Binance reported, with when. */
-    usedWeight: Ref.get(weight)
+    usedWeight: Ref.get(weight),
+    /** No request leaves for Binance before this instant (epoch ms; 0 when clear): Retry-After or the weight guard. */
+    blockedUntil: Effect.map(Effect.all([Ref.get(blockedUntil), Clock.currentTimeMillis]), ([until, now]) =>
+      until > now ? until : 0
+    )
   } as const
 })
 

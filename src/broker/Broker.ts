@@ -33,5 +33,7 @@ export class Broker extends Context.Tag("broker/Broker")<
     readonly acknowledge: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
     /** Stops taking new events; subscribers drain what is left and then their stream ends. */
     readonly close: Effect.Effect<void>
+    /** Events `publish` accepted that have not been passed on yet (to a subscriber, or to Kafka). */
+    readonly pending: Effect.Effect<number>
   }
 >() {}

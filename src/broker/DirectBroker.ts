@@ -1,4 +1,4 @@
-import { Effect, Layer, Mailbox } from "effect"
+import { Effect, Layer, Mailbox, Option } from "effect"
 import * as AppConfig from "../Config.js"
 import type { TickerEvent } from "../domain/Ticker.js"
 import { Broker, BrokerError, type Delivery } from "./Broker.js"
@@ -28,7 +28,8 @@ export const DirectBrokerLive = Layer.scoped(
         ),
       subscribe: Mailbox.toStream(mailbox),
       acknowledge: () => Effect.void,
-      close: Effect.asVoid(mailbox.end)
+      close: Effect.asVoid(mailbox.end),
+      pending: mailbox.size.pipe(Effect.map((n) => Option.getOrElse(n, () => 0)))
     })
   })
 )

@@ -747,7 +747,8 @@ const make = Effect.gen(function* () {
       })
     ),
     acknowledge,
-    close
+    close,
+    pending: pendingEvents
   })
 }).pipe(Effect.annotateLogs({ adapter: "kafka" }))
 

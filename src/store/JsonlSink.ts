@@ -1,29 +1,76 @@
-import { FileSystem, Path } from "@effect/platform"
-import { Array as Arr, Effect } from "effect"
+import { Error as PlatformError, FileSystem, Path } from "@effect/platform"
+import { Array as Arr, Cause, Effect } from "effect"
 import { eventKey, type TickerEvent } from "../domain/Ticker.js"
 import { SinkError, TickSink } from "./TickSink.js"
 
-/** How much of an existing day file is read back to recognise replays after a restart. */
+/** How much of an existing day file is read back to recognise replays after a restart (~45,000 lines). */
 const TAIL_BYTES = 8 * 1024 * 1024
-/** Identities remembered per day file; older ones fall out first. */
-const MAX_REMEMBERED = 500_000
+/**
+ * Identities remembered per day file; the oldest fall out first. Replays come from Kafka redelivery
+ * (the batches in flight around a crash or a rebalance), so recent identities are what matter; this is
+ * about twice what the tail read recognises after a restart.
+ */
+const MAX_REMEMBERED = 100_000
+/**
+ * Characters of identities remembered per day file. An identity is `SYMBOL|micros`, at most 48
+ * characters for a valid symbol (≤ 30); this cap holds the memory even for events that were never
+ * validated.
+ */
+const MAX_REMEMBERED_CHARS = MAX_REMEMBERED * 48
 /** Day files whose identities are kept in memory (today, yesterday and a late straggler). */
 const MAX_DAYS = 3
+// The sink's memory is therefore bounded however long it runs: at most MAX_DAYS × MAX_REMEMBERED =
+// 300,000 identities and MAX_DAYS × MAX_REMEMBERED_CHARS = 14.4 M characters (a few tens of MB at
+// worst), plus one number per day file whose failed append could not be undone yet (cut back before
+// that file's next append, so in practice only the days of the one batch being retried).
 
 const identity = (e: TickerEvent) => `${e.symbol}|${eventKey(e).tsMicros}`
 const dayOf = (e: TickerEvent) => new Date(Math.floor(eventKey(e).tsMicros / 1000)).toISOString().slice(0, 10)
+
+const isNotFound = (e: PlatformError.PlatformError) => e._tag === "SystemError" && e.reason === "NotFound"
+
+/** The identities of one day file, in insertion order, bounded in entries and in characters. */
+class Remembered {
+  private readonly ids = new Set<string>()
+  private chars = 0
+
+  has(id: string) {
+    return this.ids.has(id)
+  }
+
+  add(id: string) {
+    if (this.ids.has(id)) return
+    this.ids.add(id)
+    this.chars += id.length
+    for (const oldest of this.ids) {
+      if (this.ids.size <= MAX_REMEMBERED && this.chars <= MAX_REMEMBERED_CHARS) break
+      this.ids.delete(oldest)
+      this.chars -= oldest.length
+    }
+  }
+}
 
 /**
  * The raw (bronze) log: `RAW_DIR/YYYY-MM-DD.jsonl` by the event's UTC day, one contract event per
  * line, appended. Replays of recently written events (Kafka redelivery after a crash) are recognised
  * and not appended again; SQLite remains the exact, queryable store.
+ *
+ * An append is all or nothing for readers: the file's size is noted first, and when the write fails
+ * part-way (a full disk, an I/O error) the file is truncated back to it. Should that truncation fail
+ * too, the size is kept and the file is cut back to it before anything else is appended to it, so a
+ * retried batch never lands after a partial line. Only the events of a successful append count as
+ * written, so the retry writes each of them exactly once.
  */
 export const makeJsonlSink = (rawDir: string) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     yield* fs.makeDirectory(rawDir, { recursive: true })
-    const seen = new Map<string, Set<string>>()
+    const seen = new Map<string, Remembered>()
+    /** Files whose failed append could not be undone, and the size to cut them back to (0: the file was new). */
+    const unfinishedRollbacks = new Map<string, number>()
+    /** One batch at a time: the size noted before an append is only right if nothing else appends meanwhile. */
+    const lock = yield* Effect.makeSemaphore(1)
 
     const readTail = (file: string) =>
       Effect.gen(function* () {
@@ -45,7 +92,7 @@ export const makeJsonlSink = (rawDir: string) =>
       Effect.gen(function* () {
         const known = seen.get(day)
         if (known !== undefined) return known
-        const ids = new Set<string>()
+        const ids = new Remembered()
         const tail = yield* readTail(file)
         // A process killed mid-write can leave a torn last line: end it, so the next line stays whole.
         if (tail.length > 0 && !tail.endsWith("\n")) yield* fs.writeFileString(file, "\n", { flag: "a" })
@@ -63,31 +110,74 @@ export const makeJsonlSink = (rawDir: string) =>
         return ids
       })
 
+    /** Cuts `file` back to where it was before an append whose rollback failed; nothing to do otherwise. */
+    const finishRollback = (file: string) => {
+      const size = unfinishedRollbacks.get(file)
+      if (size === undefined) return Effect.void
+      return fs.truncate(file, size).pipe(
+        Effect.catchIf(isNotFound, () => Effect.void),
+        Effect.tap(() => Effect.sync(() => unfinishedRollbacks.delete(file)))
+      )
+    }
+
+    /** Undoes a failed append: back to `size` bytes, or no file when there was none. Never fails. */
+    const rollback = (file: string, size: number | undefined) =>
+      (size === undefined ? fs.remove(file) : fs.truncate(file, size)).pipe(
+        Effect.catchIf(isNotFound, () => Effect.void),
+        Effect.catchAll((error) =>
+          Effect.sync(() => unfinishedRollbacks.set(file, size ?? 0)).pipe(
+            Effect.zipRight(
+              Effect.logWarning("could not undo a failed append; it is undone before the next one", Cause.fail(error))
+            ),
+            Effect.annotateLogs({ file })
+          )
+        )
+      )
+
+    /** Appends `text` to `file` whole, or leaves the file as it was (see `rollback`). */
+    const appendWhole = (file: string, text: string) =>
+      Effect.gen(function* () {
+        const size = yield* fs.stat(file).pipe(
+          Effect.map((info): number | undefined => Number(info.size)),
+          Effect.catchIf(isNotFound, () => Effect.succeed(undefined))
+        )
+        yield* fs.writeFileString(file, text, { flag: "a" }).pipe(Effect.tapError(() => rollback(file, size)))
+      })
+
+    const writeDay = (day: string, dayEvents: ReadonlyArray<TickerEvent>) =>
+      Effect.gen(function* () {
+        const file = path.join(rawDir, `${day}.jsonl`)
+        yield* finishRollback(file)
+        const ids = yield* remembered(day, file)
+        const fresh = new Set<string>()
+        const lines: Array<string> = []
+        for (const event of dayEvents) {
+          const id = identity(event)
+          if (ids.has(id) || fresh.has(id)) continue
+          fresh.add(id)
+          lines.push(JSON.stringify(event))
+        }
+        if (lines.length === 0) return
+        // Not interruptible: an interrupted write would leave a partial append that nobody undoes.
+        yield* appendWhole(file, `${lines.join("\n")}\n`).pipe(
+          Effect.zipRight(Effect.sync(() => fresh.forEach((id) => ids.add(id)))),
+          Effect.uninterruptible
+        )
+      })
+
     const writeBatch = (events: ReadonlyArray<TickerEvent>) =>
-      Effect.forEach(
-        Object.entries(Arr.groupBy(events, dayOf)),
-        ([day, dayEvents]) =>
-          Effect.gen(function* () {
-            const file = path.join(rawDir, `${day}.jsonl`)
-            const ids = yield* remembered(day, file)
-            const fresh = new Set<string>()
-            const lines: Array<string> = []
-            for (const event of dayEvents) {
-              const id = identity(event)
-              if (ids.has(id) || fresh.has(id)) continue
-              fresh.add(id)
-              lines.push(JSON.stringify(event))
-            }
-            if (lines.length === 0) return
-            yield* fs.writeFileString(file, `${lines.join("\n")}\n`, { flag: "a" })
-            for (const id of fresh) ids.add(id)
-            for (const id of ids) {
-              if (ids.size <= MAX_REMEMBERED) break
-              ids.delete(id)
-            }
-          }),
-        { discard: true }
-      ).pipe(Effect.mapError((cause) => new SinkError({ sink: "jsonl", cause })))
+      Effect.gen(function* () {
+        // Best effort for files this batch does not touch; those it does are cut back in writeDay or it fails.
+        for (const file of [...unfinishedRollbacks.keys()]) yield* finishRollback(file).pipe(Effect.ignore)
+        yield* Effect.forEach(
+          Object.entries(Arr.groupBy(events, dayOf)),
+          ([day, dayEvents]) => writeDay(day, dayEvents),
+          { discard: true }
+        )
+      }).pipe(
+        Effect.mapError((cause) => new SinkError({ sink: "jsonl", cause })),
+        lock.withPermits(1)
+      )
 
     return TickSink.of({ name: "jsonl", writeBatch })
   })

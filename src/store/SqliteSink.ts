@@ -1,3 +1,4 @@
+import { SqlError } from "@effect/sql"
 import { Effect } from "effect"
 import { eventKey } from "../domain/Ticker.js"
 import { CandleRepo } from "./CandleRepo.js"
@@ -23,6 +24,9 @@ export const makeSqliteSink = Effect.gen(function* () {
           )
         ),
         Effect.zipRight(candles.refreshFromTicks(events, eventMillis)),
+        // @effect/sql turns a failed COMMIT into a defect; in WAL mode that is where a full disk
+        // (SQLITE_FULL) shows. SQLite has rolled the batch back, so it is a failure to retry.
+        Effect.catchAllDefect((defect) => (defect instanceof SqlError.SqlError ? Effect.fail(defect) : Effect.die(defect))),
         Effect.mapError((cause) => new SinkError({ sink: "sqlite", cause }))
       )
   })

@@ -115,6 +115,12 @@ export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
       execute: () => sql`SELECT symbol, latest_timestamp_utc, events FROM symbol_stats ORDER BY symbol`
     })
 
+    const findNewest = SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ newest: Schema.NullOr(Schema.Number) }),
+      execute: () => sql`SELECT MAX(latest_us) AS newest FROM symbol_stats`
+    })
+
     return {
       insertMany,
       /** Newest first. */
@@ -123,7 +129,8 @@ export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
       range: (symbol: string, startUs: number, endUs: number, limit: number) =>
         Effect.map(findRange({ symbol, startUs, endUs, limit }), Arr.map(toEvent)),
       symbols: findSymbols(undefined),
-      ping: Effect.asVoid(sql`SELECT 1`)
+      /** The newest stored event's instant (µs since the epoch), 0 when nothing is stored. */
+      newestMicros: findNewest(undefined).pipe(Effect.map((rows) => rows[0]?.newest ?? 0))
     } as const
   })
 }) {}

@@ -1,4 +1,4 @@
-import { Context, Data, Effect } from "effect"
+import { Context, Data, Effect, Either } from "effect"
 import type { TickerEvent } from "../domain/Ticker.js"
 
 export class SinkError extends Data.TaggedError("SinkError")<{
@@ -17,9 +17,27 @@ export class TickSink extends Context.Tag("store/TickSink")<
   { readonly name: string; readonly writeBatch: (events: ReadonlyArray<TickerEvent>) => Effect.Effect<void, SinkError> }
 >() {}
 
-/** One sink that writes every batch to each of `sinks` in turn; the batch counts as stored when all have it. */
-export const fanOut = (sinks: ReadonlyArray<TickSink["Type"]>): TickSink["Type"] =>
+/** Told the outcome of each sink's write: null on success, else the reason (for /health). */
+export type SinkReport = (sink: string, error: string | null) => Effect.Effect<void>
+
+/**
+ * One sink that writes every batch to each of `sinks`; the batch counts as stored when all have it.
+ * Every sink is tried even when an earlier one failed, so one failing sink does not hold the others
+ * back and `report` learns each one's state; the first failure is the batch's.
+ */
+export const fanOut = (sinks: ReadonlyArray<TickSink["Type"]>, report: SinkReport = () => Effect.void): TickSink["Type"] =>
   TickSink.of({
     name: sinks.map((s) => s.name).join("+"),
-    writeBatch: (events) => Effect.forEach(sinks, (s) => s.writeBatch(events), { discard: true })
+    writeBatch: (events) =>
+      Effect.forEach(sinks, (s) =>
+        s.writeBatch(events).pipe(
+          Effect.tapBoth({ onFailure: (e) => report(s.name, e.message), onSuccess: () => report(s.name, null) }),
+          Effect.either
+        )
+      ).pipe(
+        Effect.flatMap((results) => {
+          const failed = results.find(Either.isLeft)
+          return failed === undefined ? Effect.void : Effect.fail(failed.left)
+        })
+      )
   })

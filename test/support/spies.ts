@@ -11,7 +11,8 @@ export const makeBrokerSpy = () => {
       publish: (events) => Effect.sync(() => void published.push(...events)),
       subscribe: Stream.empty,
       acknowledge: () => Effect.void,
-      close: Effect.void
+      close: Effect.void,
+      pending: Effect.succeed(0)
     })
   )
   return { published, layer }
