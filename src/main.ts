@@ -92,7 +92,7 @@ const report = (cause: Cause.Cause<unknown>) =>
         return
       }
       if (typeof e === "object" && e !== null && "_tag" in e) {
-        if (e._tag === "StartupError" && "message" in e) {
+        if ((e._tag === "StartupError" || e._tag === "StorageUnavailable") && "message" in e) {
           console.error(String(e.message))
           return
         }

@@ -140,6 +140,45 @@ describe("producer", () => {
     })
   )
 
+  it.effect("after waiting out a ban, the request that ends it is not followed by a second one back to back", () =>
+    Effect.gen(function* () {
+      // A client that, like the real one, holds every request until Binance's Retry-After has passed.
+      let blockedUntil = 0
+      const sent: Array<number> = []
+      const client = Layer.succeed(
+        BinanceClient,
+        new BinanceClient({
+          baseUrl: "http://scripted",
+          ticker24h: (symbols) =>
+            Effect.gen(function* () {
+              const now = yield* Clock.currentTimeMillis
+              if (blockedUntil > now) yield* Effect.sleep(Duration.millis(blockedUntil - now))
+              sent.push(yield* Clock.currentTimeMillis)
+              if (sent.length === 1) {
+                blockedUntil = (yield* Clock.currentTimeMillis) + 30_000
+                return yield* Effect.fail(new RateLimited({ status: 418, retryAfter: Duration.seconds(30) }))
+              }
+              return yield* ok(symbols)
+            }),
+          klines: () => Effect.die("not used by the producer"),
+          symbolExists: () => Effect.succeed(true),
+          usedWeight: Effect.succeed(Option.none()),
+          blockedUntil: Effect.sync(() => blockedUntil)
+        })
+      )
+      const spy = makeBrokerSpy()
+      const fiber = yield* runProducer.pipe(
+        Effect.provide(Layer.mergeAll(client, spy.layer, Health.Default)),
+        withEnv({ POLL_INTERVAL_SECONDS: "5" }),
+        Effect.fork
+      )
+      yield* advance("46 seconds", "500 millis")
+      yield* Fiber.interrupt(fiber)
+      // banned at 0; the cycle due at 5 waits to 30 and sends one request; the cadence restarts there.
+      assert.deepStrictEqual(sent.map((t) => t / 1000), [0, 30, 35, 40, 45])
+    })
+  )
+
   it.live("drops a symbol Binance does not know, names it, and keeps polling the others", () =>
     Effect.gen(function* () {
       const spy = makeBrokerSpy()

@@ -53,7 +53,7 @@ const serving = (env: Record<string, string>) => {
   return <A>(effect: Effect.Effect<A, never, HttpClient.HttpClient>) => runtime.runPromise(effect)
 }
 
-const call = (url: string, headers: Record<string, string> = {}, method: "GET" | "OPTIONS" = "GET") =>
+const call = (url: string, headers: Record<string, string> = {}, method: "GET" | "OPTIONS" | "POST" = "GET") =>
   Effect.gen(function* () {
     const client = yield* HttpClient.HttpClient
     const res = yield* client.execute(HttpClientRequest.make(method)(url).pipe(HttpClientRequest.setHeaders(headers)))
@@ -100,9 +100,16 @@ describe("security, everything off (the default)", () => {
       run(Effect.gen(function* () {
         const missing = yield* call("/no-such-route")
         assert.strictEqual(missing.status, 404)
+        assert.include(missing.headers["content-type"]!, "application/json")
+        assert.strictEqual(missing.json().error, "NotFound")
         assertSecurityHeaders(missing)
+        const wrongMethod = yield* call("/trades/latest?symbol=BTCUSDT", {}, "POST")
+        assert.strictEqual(wrongMethod.status, 405)
+        assert.strictEqual(wrongMethod.headers["allow"], "GET, HEAD, OPTIONS")
+        assertSecurityHeaders(wrongMethod)
         const bad = yield* call("/trades/latest?symbol=BTCUSDT&limit=zero")
         assert.strictEqual(bad.status, 400)
+        assert.strictEqual(bad.json().message, "invalid query: limit must be a whole number from 1 to 1000")
         assertSecurityHeaders(bad)
       }))
     )
@@ -149,8 +156,10 @@ describe("security, API keys", () => {
         // The hash itself is not a key.
         const hash = yield* call("/symbols", { "x-api-key": `sha256:${sha256Hex(HASHED_KEY)}` })
         assert.strictEqual(hash.status, 401)
-        // Unknown routes do not reveal themselves without a key.
+        // Unknown routes and methods do not reveal themselves without a key.
         assert.strictEqual((yield* call("/no-such-route")).status, 401)
+        assert.strictEqual((yield* call("/symbols", {}, "POST")).status, 401)
+        assert.strictEqual((yield* call("/symbols", {}, "OPTIONS")).status, 401)
       }))
     )
 
@@ -162,7 +171,13 @@ describe("security, API keys", () => {
         assert.strictEqual((yield* call("/trades/latest?symbol=BTCUSDT", { "x-api-key": HASHED_KEY })).status, 200)
         const missing = yield* call("/no-such-route", { "x-api-key": PLAIN_KEY })
         assert.strictEqual(missing.status, 404)
+        assert.strictEqual(missing.json().error, "NotFound")
         assertSecurityHeaders(missing)
+        const wrongMethod = yield* call("/symbols", { "x-api-key": PLAIN_KEY }, "POST")
+        assert.strictEqual(wrongMethod.status, 405)
+        assert.strictEqual(wrongMethod.headers["allow"], "GET, HEAD, OPTIONS")
+        assert.strictEqual(wrongMethod.json().error, "MethodNotAllowed")
+        assertSecurityHeaders(wrongMethod)
         // Keyed data must not sit in a shared cache: the BI CSVs' "public" becomes "private".
         const csv = yield* call("/bi/latest_prices.csv", { "x-api-key": PLAIN_KEY })
         assert.strictEqual(csv.status, 200)
@@ -221,10 +236,13 @@ describe("security, rate limiting", () => {
         assert.strictEqual(limited.headers["x-ratelimit-remaining"], "0")
         assert.strictEqual(limited.json().error, "TooManyRequests")
         assertSecurityHeaders(limited)
-        // Unknown routes count too, and their 404s carry the headers.
+        // Unknown routes and methods count too, and their 404s and 405s carry the headers.
         const other = yield* call("/no-such-route", from("203.0.113.5"))
         assert.strictEqual(other.status, 404)
         assert.strictEqual(other.headers["x-ratelimit-remaining"], "2")
+        const wrongMethod = yield* call("/symbols", from("203.0.113.5"), "POST")
+        assert.strictEqual(wrongMethod.status, 405)
+        assert.strictEqual(wrongMethod.headers["x-ratelimit-remaining"], "1")
       }))
     )
 

@@ -1,7 +1,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { ParseResult, Schema } from "effect"
 import { Interval } from "../domain/Candles.js"
-import { formatInstantMicros, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
+import { formatInstantMicros, isInstantShaped, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
 import { BI_DEFAULT_DAYS, BI_MAX_DAYS } from "../bi/BiReports.js"
 import { SymbolSummary } from "../store/TickRepo.js"
 import { SystemApi } from "./HealthApi.js"
@@ -21,28 +21,38 @@ export class UnknownSymbol extends Schema.TaggedError<UnknownSymbol>()(
 const InstantParam = Schema.transformOrFail(Schema.String, Schema.Number, {
   strict: true,
   decode: (text, _, ast) => {
-    const micros = parseInstantMicros(/^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text)
-    return micros === undefined
-      ? ParseResult.fail(
-          new ParseResult.Type(
-            ast,
-            text,
-            `expected an ISO-8601 date or instant with a zone, e.g. 2026-01-01 or 2026-01-01T00:00:00Z, got ${JSON.stringify(text)}`
-          )
-        )
-      : ParseResult.succeed(micros)
+    const instant = /^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text
+    const micros = parseInstantMicros(instant)
+    if (micros !== undefined) return ParseResult.succeed(micros)
+    return ParseResult.fail(
+      new ParseResult.Type(
+        ast,
+        text,
+        isInstantShaped(instant)
+          ? `${JSON.stringify(text)} is not a date and time that exists: check the day of the month (February has 28 or 29), ` +
+            "the month (01-12), hours (00-23), minutes and seconds (00-59) and the offset (at most ±23:59)"
+          : `expected an ISO-8601 date or instant with a zone, e.g. 2026-01-01 or 2026-01-01T00:00:00Z, got ${JSON.stringify(text)}`
+      )
+    )
   },
   encode: (micros) => ParseResult.succeed(formatInstantMicros(micros))
 })
 
-const rowLimit = (max: number, fallback: number) =>
-  Schema.optionalWith(
-    Schema.NumberFromString.pipe(
-      Schema.int({ message: () => `limit must be a whole number from 1 to ${max}` }),
-      Schema.between(1, max, { message: () => `limit must be a whole number from 1 to ${max}` })
+/**
+ * A whole number from 1 to `max` in a query string, as plain decimal digits only: `Number` would also
+ * take `0x10`, `1e3` and ` 1`, which no client means as a count.
+ */
+const wholeParam = (name: string, max: number, fallback: number) => {
+  const message = () => `${name} must be a whole number from 1 to ${max}`
+  return Schema.optionalWith(
+    Schema.compose(Schema.String.pipe(Schema.pattern(/^[0-9]+$/, { message })), Schema.NumberFromString).pipe(
+      Schema.int({ message }),
+      Schema.between(1, max, { message, description: `a whole number from 1 to ${max}, in plain decimal digits` })
     ),
     { default: () => fallback }
   )
+}
+const rowLimit = (max: number, fallback: number) => wholeParam("limit", max, fallback)
 
 export const LatestParams = Schema.Struct({
   symbol: TickerSymbol,
@@ -94,13 +104,7 @@ export class TradesApi extends HttpApiGroup.make("trades")
       )
   ) {}
 
-const days = Schema.optionalWith(
-  Schema.NumberFromString.pipe(
-    Schema.int({ message: () => `days must be a whole number from 1 to ${BI_MAX_DAYS}` }),
-    Schema.between(1, BI_MAX_DAYS, { message: () => `days must be a whole number from 1 to ${BI_MAX_DAYS}` })
-  ),
-  { default: () => BI_DEFAULT_DAYS }
-)
+const days = wholeParam("days", BI_MAX_DAYS, BI_DEFAULT_DAYS)
 export const BiParams = Schema.Struct({ symbol: TickerSymbol, days })
 export const LatestPricesParams = Schema.Struct({
   symbols: Schema.optional(

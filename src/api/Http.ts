@@ -7,11 +7,12 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Chunk, Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
 import { BiReports } from "../bi/BiReports.js"
 import * as AppConfig from "../Config.js"
 import { CandleRepo } from "../store/CandleRepo.js"
+import { makeClientErrorsMiddleware } from "./ClientErrors.js"
 import { HotResponses } from "./HotPath.js"
 import { SecurityLive } from "./Security.js"
 import { TickRepo } from "../store/TickRepo.js"
@@ -171,6 +172,16 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
 )
 
 /**
+ * JSON 404/405 (with Allow) for requests no route takes, and a readable sentence leading every 400
+ * decode failure. The routes are read from the router at each miss, so /docs and /openapi.json count.
+ */
+const ClientErrorsLive = HttpApiBuilder.middleware(
+  Effect.map(HttpApiBuilder.Router, (router) =>
+    makeClientErrorsMiddleware(Effect.map(router.router, (r) => Chunk.toReadonlyArray(r.routes)))
+  )
+).pipe(Layer.provide(HttpApiBuilder.Router.Live))
+
+/**
  * The HTTP server over `ApiLive`, with the OpenAPI document at /openapi.json and interactive docs
  * at /docs; `server` supplies the listening socket (NodeHttpServer in production and in tests).
  */
@@ -183,6 +194,7 @@ export const httpServer = <A, E, R>(
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(SecurityLive),
+    Layer.provide(ClientErrorsLive),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
     Layer.provideMerge(server)

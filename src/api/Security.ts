@@ -281,7 +281,8 @@ export const clientAddress = (request: HttpServerRequest.HttpServerRequest, trus
 // ---------------------------------------------------------------------------------------------
 // Headers
 
-const API_CSP = "default-src 'none'; frame-ancestors 'none'"
+/** The CSP of every response but the Swagger UI page: an API answer loads nothing and is never framed. */
+export const API_CSP = "default-src 'none'; frame-ancestors 'none'"
 /** Headers browser scripts may read: caching, paging (/trades/range), rate limiting. */
 const EXPOSED_HEADERS = "ETag, Link, x-next-cursor, Retry-After, x-ratelimit-limit, x-ratelimit-remaining"
 const ALLOWED_METHODS = "GET, HEAD, OPTIONS"

@@ -19,14 +19,28 @@ export const DecimalString = Schema.String.pipe(
 
 const isoInstantPattern = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$/
 
+const isLeapYear = (year: number) => year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0)
+const daysInMonth = (year: number, month: number) =>
+  month === 2 ? (isLeapYear(year) ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31
+
+/** True when `text` has the shape of an instant, whether or not its date and time exist. */
+export const isInstantShaped = (text: string): boolean => isoInstantPattern.test(text)
+
 /**
  * Parses an ISO-8601 instant with an explicit offset into microseconds since the epoch, keeping the
- * sub-millisecond digits that `Date` would drop. Returns `undefined` when the text is not such an instant.
+ * sub-millisecond digits that `Date` would drop. Returns `undefined` when the text is not such an
+ * instant, or names a date or time that does not exist (February 30, month 13, hour 24, minute or
+ * second 60, an offset beyond ±23:59): `Date` would roll those over to another day.
  */
 export const parseInstantMicros = (text: string): number | undefined => {
   const m = isoInstantPattern.exec(text)
   if (m === null) return undefined
   const [, y, mo, d, h, mi, s, frac = "", zone = "Z"] = m
+  const month = Number(mo)
+  const day = Number(d)
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(Number(y), month)) return undefined
+  if (Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) return undefined
+  if (zone !== "Z" && (Number(zone.slice(1, 3)) > 23 || Number(zone.slice(4, 6)) > 59)) return undefined
   const millis = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${zone}`)
   if (Number.isNaN(millis)) return undefined
   return millis * 1000 + Number(frac.padEnd(6, "0").slice(0, 6))

@@ -6,9 +6,19 @@ export class SinkError extends Data.TaggedError("SinkError")<{
   readonly cause: unknown
 }> {
   override get message() {
-    const reason = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `${this.sink} sink could not store the batch: ${reason}`
+    return `${this.sink} sink could not store the batch: ${reasonOf(this.cause)}`
   }
+}
+
+/** The messages along an error's `cause` chain, each once: the root cause (e.g. "database or disk is full") included. */
+const reasonOf = (error: unknown): string => {
+  const parts: Array<string> = []
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const text = e instanceof Error ? e.message : String(e)
+    if (!parts.some((p) => p.includes(text))) parts.push(text)
+    e = (e as { readonly cause?: unknown }).cause
+  }
+  return parts.join(": ")
 }
 
 /** Where consumed events end up. Writes are idempotent: writing the same batch twice stores it once. */
