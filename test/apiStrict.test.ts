@@ -7,7 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { BiParams, LatestParams, RangeParams } from "../src/api/Api.js"
 import { BI_MAX_DAYS } from "../src/bi/BiReports.js"
-import { listeningServer } from "../src/api/NodeServer.js"
+import { healthListeningServer, listeningServer } from "../src/api/NodeServer.js"
 import { parseInstantMicros } from "../src/domain/Ticker.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
@@ -360,5 +360,33 @@ describe("parsing instants and query schemas", () => {
     const range = Schema.decodeUnknownEither(RangeParams)
     assert.isTrue(Either.isRight(range({ symbol: "BTCUSDT", start: "2026-01-01", end: "2026-01-02", limit: "5000" })))
     assert.isTrue(Either.isLeft(range({ symbol: "BTCUSDT", start: "2026-01-01", end: "2026-01-02", limit: "5e3" })))
+  })
+})
+
+describe("the producer's and consumer's /health server (HEALTH_PORT)", () => {
+  const runtime = ManagedRuntime.make(
+    healthListeningServer({ port: 0, host: "127.0.0.1" }).pipe(
+      Layer.provideMerge(Health.Default),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["STORAGE_PATH", path.join(dir, "health-only.db")]]))))
+    )
+  )
+  afterAll(() => runtime.dispose())
+
+  it("serves /health and answers any other path or method with a JSON 404 or 405", async () => {
+    const port = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => (s.address as HttpServer.TcpAddress).port))
+    const health = await fetch(`http://127.0.0.1:${port}/health`)
+    assert.strictEqual(health.status, 200)
+    assert.strictEqual(((await health.json()) as any).components.store.state, "not_running")
+    const missing = await fetch(`http://127.0.0.1:${port}/trades/latest`)
+    assert.strictEqual(missing.status, 404)
+    assert.match(missing.headers.get("content-type") ?? "", /application\/json/)
+    assert.deepStrictEqual(await missing.json(), {
+      error: "NotFound",
+      message: "no endpoint at /trades/latest: this port (HEALTH_PORT) serves GET /health only"
+    })
+    const wrong = await fetch(`http://127.0.0.1:${port}/health`, { method: "DELETE" })
+    assert.strictEqual(wrong.status, 405)
+    assert.strictEqual(wrong.headers.get("allow"), "GET, HEAD, OPTIONS")
+    assert.strictEqual(((await wrong.json()) as any).error, "MethodNotAllowed")
   })
 })

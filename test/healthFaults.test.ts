@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type FakeBinance, startFakeBinance } from "./support/fakeBinance.js"
 import { mountTmpfs } from "./support/mounts.js"
-import { freePort, getJson, mainJs, runMain, type RunningMain, waitFor } from "./support/process.js"
+import { getJson, mainJs, type RunningMain, startRoleAll, waitFor } from "./support/process.js"
 import { lockDatabase } from "./support/storageFaults.js"
 import { fillDisk } from "./support/tmpfs.js"
 
@@ -23,21 +23,9 @@ afterAll(async () => {
 })
 
 const start = async (name: string, env: Record<string, string> = {}) => {
-  const port = await freePort()
-  const main = runMain(["--role=all"], {
-    BINANCE_BASE_URL: fake.url,
-    SYMBOLS: "BTCUSDT,ETHUSDT",
-    POLL_INTERVAL_SECONDS: "0.2",
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    STORAGE_PATH: path.join(dir, name, "app.db"),
-    RAW_DIR: path.join(dir, name, "raw"),
-    ...env
-  })
-  running.push(main)
-  const base = `http://127.0.0.1:${port}`
-  await waitFor(async () => ((await getJson(`${base}/health/live`))?.status === 200 ? true : undefined), 20_000, "the API")
-  return { main, base }
+  const started = await startRoleAll(fake.url, path.join(dir, name), { POLL_INTERVAL_SECONDS: "0.2", ...env })
+  running.push(started.main)
+  return started
 }
 
 const stop = async (main: RunningMain) => {
@@ -89,7 +77,7 @@ describe("/health reports what is true", () => {
   describe("with the raw log on a full disk", () => {
     let mount: ReturnType<typeof mountTmpfs>
     beforeAll(() => {
-      mount = mountTmpfs(path.join(dir, "full"), "256k")
+      mount = mountTmpfs("256k", { dir: path.join(dir, "full") })
     })
     afterAll(() => mount?.unmount())
 
@@ -138,7 +126,7 @@ describe("/health reports what is true", () => {
   describe("with the raw log's directory read-only", () => {
     let mount: ReturnType<typeof mountTmpfs>
     beforeAll(() => {
-      mount = mountTmpfs(path.join(dir, "ro"), "256k", "ro")
+      mount = mountTmpfs("256k", { dir: path.join(dir, "ro"), mode: "ro" })
     })
     afterAll(() => mount?.unmount())
 
@@ -155,7 +143,7 @@ describe("/health reports what is true", () => {
   describe("with the database on a full disk", () => {
     let mount: ReturnType<typeof mountTmpfs>
     beforeAll(() => {
-      mount = mountTmpfs(path.join(dir, "dbfull"), "2m")
+      mount = mountTmpfs("2m", { dir: path.join(dir, "dbfull") })
     })
     afterAll(() => mount?.unmount())
 

@@ -5,7 +5,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type FakeBinance, startFakeBinance } from "./support/fakeBinance.js"
 import { mountTmpfs, type Mounted } from "./support/mounts.js"
-import { freePort, getJson, mainJs, runMain, type RunningMain, waitFor } from "./support/process.js"
+import { freePort, getJson, mainJs, runMain, type RunningMain, startRoleAll, waitFor } from "./support/process.js"
 import { tickCount } from "./support/sqlite.js"
 
 /** What an orchestrator grants between SIGTERM and SIGKILL, and what the platform promises. */
@@ -23,22 +23,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
-const start = async (name: string, env: Record<string, string> = {}) => {
-  const port = await freePort()
-  const main = runMain(["--role=all"], {
-    BINANCE_BASE_URL: fake.url,
-    SYMBOLS: "BTCUSDT,ETHUSDT",
-    POLL_INTERVAL_SECONDS: "0.5",
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    STORAGE_PATH: path.join(dir, name, "app.db"),
-    RAW_DIR: path.join(dir, name, "raw"),
-    ...env
-  })
-  const base = `http://127.0.0.1:${port}`
-  await waitFor(async () => ((await getJson(`${base}/health/live`))?.status === 200 ? true : undefined), 20_000, "the API")
-  return { main, base, port }
-}
+const start = (name: string, env: Record<string, string> = {}) => startRoleAll(fake.url, path.join(dir, name), env)
 
 /** Sends SIGTERM and resolves with the exit code and how long the process took to end. */
 const terminate = async (main: RunningMain) => {
@@ -119,7 +104,7 @@ describe("SIGTERM stops the process within 5 s whatever the clients and sinks do
   describe("with the raw log's disk full", () => {
     let mount: Mounted
     beforeAll(() => {
-      mount = mountTmpfs(path.join(dir, "full"), "64k")
+      mount = mountTmpfs("64k", { dir: path.join(dir, "full") })
     })
     afterAll(() => mount?.unmount())
 

@@ -178,12 +178,13 @@ const shown = (url: string) => {
  */
 export const unroutedResponse = (
   request: HttpServerRequest.HttpServerRequest,
-  routes: Iterable<RouteShape>
+  routes: Iterable<RouteShape>,
+  hint = "the endpoints are listed at /openapi.json and /docs"
 ): HttpServerResponse.HttpServerResponse => {
   const allowed = allowedMethods(routes, request.url)
   if (allowed.length === 0) {
     return HttpServerResponse.unsafeJson(
-      { error: "NotFound", message: `no endpoint at ${shown(request.url)}: the endpoints are listed at /openapi.json and /docs` },
+      { error: "NotFound", message: `no endpoint at ${shown(request.url)}: ${hint}` },
       { status: 404 }
     )
   }

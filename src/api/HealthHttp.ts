@@ -1,10 +1,11 @@
-import { HttpApiBuilder, HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Clock, Duration, Effect, Either, Layer, Option } from "effect"
 import { formatInstantMicros } from "../domain/Ticker.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api } from "./Api.js"
+import { unroutedResponse } from "./ClientErrors.js"
 import { type HealthReport, Unhealthy } from "./HealthApi.js"
 
 /**
@@ -73,6 +74,8 @@ export const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
  * A server with /health only, for the producer and consumer roles in their own processes
  * (HEALTH_PORT): same report and status codes as the API's /health.
  */
+const HEALTH_ONLY_ROUTES = [{ method: "GET", path: "/health" }]
+
 export const healthServer = <A, E, R>(
   server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
 ) =>
@@ -80,6 +83,13 @@ export const healthServer = <A, E, R>(
     HttpRouter.get(
       "/health",
       Effect.flatMap(currentHealth, (report) => HttpServerResponse.json(report, { status: report.status === "ok" ? 200 : 503 }))
+    ),
+    // any other path or method: the same JSON 404/405 the API answers
+    HttpRouter.all(
+      "*",
+      Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+        unroutedResponse(request, HEALTH_ONLY_ROUTES, "this port (HEALTH_PORT) serves GET /health only")
+      )
     ),
     HttpServer.serve(),
     HttpServer.withLogAddress,

@@ -61,3 +61,29 @@ export const getJson = async (url: string): Promise<{ status: number; body: any 
     return undefined
   }
 }
+
+/**
+ * `dist/main.js --role=all` polling `binanceUrl` every 0.5 s for BTCUSDT and ETHUSDT, with its database
+ * and raw log under `dataDir`; `env` overrides any of it. Resolves once its API answers.
+ */
+export const startRoleAll = async (binanceUrl: string, dataDir: string, env: Record<string, string> = {}) => {
+  const port = await freePort()
+  const main = runMain(["--role=all"], {
+    BINANCE_BASE_URL: binanceUrl,
+    SYMBOLS: "BTCUSDT,ETHUSDT",
+    POLL_INTERVAL_SECONDS: "0.5",
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    STORAGE_PATH: path.join(dataDir, "app.db"),
+    RAW_DIR: path.join(dataDir, "raw"),
+    ...env
+  })
+  const base = `http://127.0.0.1:${port}`
+  try {
+    await waitFor(async () => ((await getJson(`${base}/health/live`))?.status === 200 ? true : undefined), 20_000, "the API")
+  } catch (e) {
+    main.child.kill("SIGKILL")
+    throw new Error(`${String(e)}; the process printed: ${main.output()}`)
+  }
+  return { main, base, port }
+}

@@ -1,72 +1,26 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
+import { mountTmpfs } from "./mounts.js"
 import { repoRoot, runMain } from "./process.js"
-
-const run = (command: string, args: ReadonlyArray<string>) =>
-  execFileSync(command, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
-
-const reasonOf = (error: unknown) => {
-  const e = error as { readonly stderr?: unknown; readonly message?: unknown }
-  const stderr = typeof e.stderr === "string" ? e.stderr.trim() : ""
-  return stderr.length > 0 ? stderr : String(e.message ?? error)
-}
 
 export interface ReadOnlyMount {
   readonly dir: string
-  /** Unmounts (lazily when a plain unmount is refused) and removes the mount point. */
+  /** Unmounts and removes the mount point. */
   readonly release: () => void
 }
 
-/**
- * A small tmpfs on a fresh temporary directory: `prepare` may write into it, then it is remounted
- * read-only. Needs root; when mounting is impossible this throws a sentence saying so (the test fails,
- * it never skips).
- */
-export const readOnlyMount = (prepare: (dir: string) => void | Promise<void> = () => {}): Promise<ReadOnlyMount> => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ro-storage-"))
-  const release = () => {
-    try {
-      run("umount", [dir])
-    } catch {
-      try {
-        run("umount", ["-l", dir])
-      } catch {
-        // nothing more can be done; the directory stays behind
-      }
-    }
-    try {
-      fs.rmdirSync(dir)
-    } catch {
-      // still mounted (lazy unmount in progress) or already gone
-    }
-  }
+/** A small tmpfs on a fresh temporary directory: `prepare` may write into it, then it is remounted read-only. */
+export const readOnlyMount = async (prepare: (dir: string) => void | Promise<void> = () => {}): Promise<ReadOnlyMount> => {
+  const mount = mountTmpfs("1m")
   try {
-    run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])
+    await prepare(mount.dir)
+    mount.remount("ro")
   } catch (error) {
-    fs.rmdirSync(dir)
-    throw new Error(
-      `The read-only storage tests need a read-only filesystem, but mounting a tmpfs at ${dir} failed ` +
-        `(run them as root with mount(8) available): ${reasonOf(error)}`
-    )
+    mount.unmount()
+    throw error
   }
-  return Promise.resolve(prepare(dir)).then(
-    () => {
-      try {
-        run("mount", ["-o", "remount,ro", dir])
-      } catch (error) {
-        release()
-        throw new Error(`Remounting the tmpfs at ${dir} read-only failed: ${reasonOf(error)}`)
-      }
-      return { dir, release }
-    },
-    (error) => {
-      release()
-      throw error
-    }
-  )
+  return { dir: mount.dir, release: mount.unmount }
 }
 
 const lockerSource = `

@@ -1,57 +1,17 @@
-import { execFileSync } from "node:child_process"
-import { closeSync, ftruncateSync, mkdtempSync, openSync, rmdirSync, rmSync, statfsSync, writeSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { dirname, join } from "node:path"
+import { closeSync, ftruncateSync, openSync, rmSync, statfsSync, writeSync } from "node:fs"
+import { dirname } from "node:path"
 import { Effect } from "effect"
-
-const run = (command: string, args: ReadonlyArray<string>) =>
-  execFileSync(command, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
-
-const reasonOf = (error: unknown) => {
-  const e = error as { readonly stderr?: unknown; readonly message?: unknown }
-  const stderr = typeof e.stderr === "string" ? e.stderr.trim() : ""
-  return stderr.length > 0 ? stderr : String(e.message ?? error)
-}
+import { mountTmpfs } from "./mounts.js"
 
 /**
- * A real, small tmpfs mounted on a fresh temporary directory for the scope: writes beyond `size`
- * fail with ENOSPC. Needs root (CI runs as root). When the mount is impossible the effect dies with
- * a sentence saying so: the disk-full tests then fail, they never skip. Always unmounted at the end
- * of the scope (`umount -l` when a plain unmount is refused).
+ * A real, small tmpfs on a fresh temporary directory for the scope: writes beyond `size` fail with
+ * ENOSPC. Always unmounted at the end of the scope.
  */
 export const tmpfsScoped = (size: string) =>
   Effect.acquireRelease(
-    Effect.sync(() => {
-      const dir = mkdtempSync(join(tmpdir(), "disk-full-"))
-      try {
-        run("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", dir])
-      } catch (error) {
-        rmdirSync(dir)
-        throw new Error(
-          `The disk-full tests need a real full filesystem, but mounting a ${size} tmpfs at ${dir} failed ` +
-            `(run them as root with mount(8) available): ${reasonOf(error)}`
-        )
-      }
-      return dir
-    }),
-    (dir) =>
-      Effect.sync(() => {
-        try {
-          run("umount", [dir])
-        } catch {
-          try {
-            run("umount", ["-l", dir])
-          } catch {
-            // nothing more can be done; the directory stays behind
-          }
-        }
-        try {
-          rmdirSync(dir)
-        } catch {
-          // still mounted (lazy unmount in progress) or already gone
-        }
-      })
-  )
+    Effect.sync(() => mountTmpfs(size)),
+    (mount) => Effect.sync(mount.unmount)
+  ).pipe(Effect.map((mount) => mount.dir))
 
 /** Bytes an unprivileged write may still use on the filesystem holding `dir`. */
 export const freeBytes = (dir: string) => {
