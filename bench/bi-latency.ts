@@ -25,13 +25,15 @@ import {
   formatSummary,
   log,
   machineLine,
+  recordResults,
   reportProfile,
   runBench,
   repoRoot,
   startApi,
   summarize,
   type Timed,
-  timedGet
+  timedGet,
+  transcript
 } from "./lib.js"
 
 const { values: args } = parseArgs({
@@ -63,6 +65,7 @@ const main = async () => {
   log(`api: node ${path.relative(repoRoot, path.resolve(args.main))} --role=api on ${api.base}, db ${path.relative(repoRoot, path.resolve(args.db))}`)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   const failures: Array<string> = []
+  const out = transcript()
   const url = (symbol: string, days: number) => `${api.base}/bi/daily_ohlc.csv?symbol=${symbol}&days=${days}`
   const target = url("BTCUSDT", 365)
 
@@ -96,7 +99,7 @@ const main = async () => {
   try {
     const first = await timedGet(agent, target)
     const etag = first.headers["etag"]
-    log(
+    out.print(
       `first answer: ${first.status}, ${first.body.length} bytes, ${lineCount(first.body)} lines, ${fmt(first.ms)} ms, ` +
         `content-type ${first.headers["content-type"]}, etag ${etag}`
     )
@@ -105,9 +108,9 @@ const main = async () => {
 
     const a = await series(requests, () => ({ url: target, days: 365 }))
     const sA = summarize(a.timings)
-    log(`\n[1] ${target.replace(api.base, "")} × ${requests}`)
-    log(`    ${formatSummary(sA)}`)
-    log(`    ${a.bytes[0] ?? 0} bytes per answer, ${lineCount(first.body)} lines (header + 365 days)`)
+    out.print(`\n[1] ${target.replace(api.base, "")} × ${requests}`)
+    out.print(`    ${formatSummary(sA)}`)
+    out.print(`    ${a.bytes[0] ?? 0} bytes per answer, ${lineCount(first.body)} lines (header + 365 days)`)
 
     const daysCycle = [30, 90, 365] as const
     const rotate = (i: number) => {
@@ -115,33 +118,35 @@ const main = async () => {
       return { url: url(BENCH_SYMBOLS[i % BENCH_SYMBOLS.length]!, days), days }
     }
     const b = await series(requests, rotate)
-    log(`\n[2] /bi/daily_ohlc.csv rotating 10 symbols × days 30/90/365 × ${requests}`)
-    log(`    ${formatSummary(summarize(b.timings))}`)
+    out.print(`\n[2] /bi/daily_ohlc.csv rotating 10 symbols × days 30/90/365 × ${requests}`)
+    out.print(`    ${formatSummary(summarize(b.timings))}`)
     for (const days of daysCycle) {
       const t = b.byDays.get(days) ?? []
-      log(`    days=${String(days).padEnd(3)} ${formatSummary(summarize(t))}`)
+      out.print(`    days=${String(days).padEnd(3)} ${formatSummary(summarize(t))}`)
     }
-    log(`    ${Math.min(...b.bytes)}..${Math.max(...b.bytes)} bytes per answer`)
+    out.print(`    ${Math.min(...b.bytes)}..${Math.max(...b.bytes)} bytes per answer`)
 
     let s304: ReturnType<typeof summarize> | undefined
     if (typeof etag === "string") {
       const c = await series(requests, () => ({ url: target, days: 365 }), { "if-none-match": etag }, 304)
       s304 = summarize(c.timings)
-      log(`\n[3] ${target.replace(api.base, "")} with If-None-Match: ${etag} (304, reference) × ${requests}`)
-      log(`    ${formatSummary(s304)}`)
-      log(`    ${c.bytes[0] ?? 0} body bytes per answer (the report is still computed to hash it)`)
+      out.print(`\n[3] ${target.replace(api.base, "")} with If-None-Match: ${etag} (304, reference) × ${requests}`)
+      out.print(`    ${formatSummary(s304)}`)
+      out.print(`    ${c.bytes[0] ?? 0} body bytes per answer (the report is still computed to hash it)`)
     } else {
       failures.push("the first answer carried no ETag")
     }
 
     log("")
     const pass = failures.length === 0 && sA.p95 <= targetMs && sA.mean <= targetMs
-    for (const f of failures) log(`ERROR: ${f}`)
-    log(
+    for (const f of failures) out.print(`ERROR: ${f}`)
+    out.print(
       `${pass ? "PASS" : "FAIL"}: daily_ohlc.csv?symbol=BTCUSDT&days=365 p95 ${fmt(sA.p95)} ms, mean ${fmt(sA.mean)} ms ` +
         `(target ≤ ${targetMs} ms for both; p50 ${fmt(sA.p50)} ms)`
     )
     log(machineLine())
+    if (args.profile) log("results: not recorded (a profiled run is slower than a real one)")
+    else recordResults("bi-latency", `Bench (A), \`GET /bi/daily_ohlc.csv\`, target p95 and mean ≤ ${targetMs} ms.\n\n${out.block()}`)
     return pass
   } finally {
     agent.destroy()

@@ -26,7 +26,7 @@ import { TickerEvent } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
-import { DEFAULT_DB, fmt, log, machineLine, summarize } from "./lib.js"
+import { DEFAULT_DB, fmt, log, machineLine, recordResults, summarize, transcript } from "./lib.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -40,6 +40,9 @@ const DAY_MS = 86_400_000
 const StoreLive = Layer.mergeAll(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(path.resolve(args.db))))
 const runtime = ManagedRuntime.make(BiReports.Default.pipe(Layer.provideMerge(StoreLive)))
 
+/** The lines recorded in bench/RESULTS.md. */
+const out = transcript()
+
 const timeIt = async (label: string, run: () => Promise<unknown> | unknown) => {
   for (let i = 0; i < Math.max(50, iterations / 3); i++) await run()
   const samples: Array<number> = []
@@ -49,7 +52,7 @@ const timeIt = async (label: string, run: () => Promise<unknown> | unknown) => {
     samples.push(Number(process.hrtime.bigint() - t) / 1e6)
   }
   const s = summarize(samples)
-  log(`  ${label.padEnd(58)} mean ${fmt(s.mean, 3).padStart(7)}  p50 ${fmt(s.p50, 3).padStart(7)}  p95 ${fmt(s.p95, 3).padStart(7)} ms`)
+  out.print(`  ${label.padEnd(58)} mean ${fmt(s.mean, 3).padStart(7)}  p50 ${fmt(s.p50, 3).padStart(7)}  p95 ${fmt(s.p95, 3).padStart(7)} ms`)
   return s.mean
 }
 
@@ -61,7 +64,7 @@ const main = async () => {
   )
   const run = <A, E>(effect: Effect.Effect<A, E, never>) => runtime.runPromise(effect)
 
-  log("\nGET /trades/latest?symbol=BTCUSDT (200 events)")
+  out.print("\nGET /trades/latest?symbol=BTCUSDT (200 events)")
   const latestSql = `SELECT symbol, timestamp_utc, last_price, price_change_percent, volume, source, event_time
         FROM ticks WHERE symbol = ? ORDER BY ts_us DESC LIMIT ?`
   await timeIt("sql: query via @effect/sql, no Schema", () => run(sql.unsafe(latestSql, ["BTCUSDT", 200])))
@@ -75,7 +78,7 @@ const main = async () => {
     JSON.stringify(await run(encode(await run(ticks.latest("BTCUSDT", 200)))))
   )
 
-  log("\nGET /bi/daily_ohlc.csv?symbol=BTCUSDT&days=365")
+  out.print("\nGET /bi/daily_ohlc.csv?symbol=BTCUSDT&days=365")
   const now = Date.now()
   const from = new Date(now - 364 * DAY_MS).toISOString().slice(0, 10)
   const to = new Date(now).toISOString().slice(0, 10)
@@ -90,6 +93,8 @@ const main = async () => {
     csvResponse(body, { maxAge: 300, ifNoneMatch: undefined, filename: "daily_ohlc_BTCUSDT.csv" })
   )
   await runtime.dispose()
+  log(machineLine())
+  recordResults("breakdown", `Per-stage time in process, no HTTP, ${iterations} iterations per stage (\`bench/breakdown.ts\`).\n\n${out.block()}`)
 }
 
 main().catch((error: unknown) => {

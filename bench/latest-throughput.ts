@@ -30,12 +30,14 @@ import {
   freePort,
   log,
   machineLine,
+  recordResults,
   reportProfile,
   runBench,
   openEnv,
   repoRoot,
   spawnChild,
   startApi,
+  transcript,
   waitFor
 } from "./lib.js"
 
@@ -155,13 +157,14 @@ const main = async () => {
   })
   let bare: ReturnType<typeof spawnChild> | undefined
   const ceilings: Array<ReturnType<typeof spawnChild>> = []
+  const out = transcript()
   try {
     const res = await fetch(`${api.base}${PATH}`)
     const body = Buffer.from(await res.arrayBuffer())
     const contentType = res.headers.get("content-type") ?? "application/octet-stream"
     if (res.status !== 200) throw new Error(`GET ${PATH}: ${res.status} ${body.toString("utf8").slice(0, 300)}`)
     const rows = (JSON.parse(body.toString("utf8")) as ReadonlyArray<unknown>).length
-    log(`api: node ${path.relative(repoRoot, path.resolve(args.main))} --role=api on ${api.base}; ${PATH}: ${body.length} bytes, ${rows} events, ${contentType}`)
+    out.print(`api: node ${path.relative(repoRoot, path.resolve(args.main))} --role=api on ${api.base}; ${PATH}: ${body.length} bytes, ${rows} events, ${contentType}`)
 
     fs.mkdirSync(dataDir, { recursive: true })
     const bodyFile = path.join(dataDir, "latest-body.bin")
@@ -178,7 +181,7 @@ const main = async () => {
     const check = await fetch(`${bareBase}${PATH}`)
     const bareBody = Buffer.from(await check.arrayBuffer())
     if (!bareBody.equals(body) || check.headers.get("content-type") !== contentType) throw new Error("the bare server does not return the API's bytes")
-    log(`bare: node:http on ${bareBase}, same ${bareBody.length} bytes and content-type`)
+    out.print(`bare: node:http on ${bareBase}, same ${bareBody.length} bytes and content-type`)
     const variants = args.ceiling === "all" ? ["httpapi+security", "httpapi", "app"] : args.ceiling.split(",").filter((v) => v !== "")
     const ceilingTargets: Array<readonly [string, string]> = []
     for (const variant of variants) {
@@ -197,9 +200,9 @@ const main = async () => {
       if (!Buffer.from(await c.arrayBuffer()).equals(body)) throw new Error(`the ceiling server (${variant}) does not return the API's bytes`)
       ceilingTargets.push([`ceiling ${variant}`, `${base}${PATH}`])
     }
-    if (variants.length > 0) log(`ceilings (reference only, same bytes from memory): ${variants.join(", ")}`)
+    if (variants.length > 0) out.print(`ceilings (reference only, same bytes from memory): ${variants.join(", ")}`)
     const loader = useWrk ? "wrk" : "node"
-    log(
+    out.print(
       `load generator: ${useWrk ? `${wrk} (wrk -t1 -c${connections} -d${duration}s --timeout 10s --latency, after a ${warmup}s warm-up run)` : `pure Node (bench/load.ts in a child process; ${args.loader === "node" ? "--loader node" : "wrk not found"})`}; ` +
         `${connections} keep-alive connections, ${warmup}s warm-up + ${duration}s measured per run, order ${["API", "bare", ...variants.map((v) => `ceiling ${v}`)].join("/")} × ${rounds}`
     )
@@ -210,15 +213,15 @@ const main = async () => {
       for (const [name, url] of targets) {
         const run = loader === "wrk" ? await wrkRun(url) : await nodeRun(url)
         results.set(name, [...(results.get(name) ?? []), run])
-        log(
+        out.print(
           `  round ${round} ${name.padEnd(width)}: ${fmt(run.rps, 0).padStart(7)} req/s  (${run.requests} requests, latency p50 ${fmt(run.p50)} ms, p99 ${fmt(run.p99)} ms` +
             `${run.errors + run.non2xx > 0 ? `, ${run.errors} socket errors, ${run.non2xx} non-2xx` : ""})`
         )
       }
     }
     if (loader === "node") {
-      log(`  (node load generator client: ${nodeClient})`)
-      log(
+      out.print(`  (node load generator client: ${nodeClient})`)
+      out.print(
         "  caveat: a Node load generator tops out at a few thousand req/s on its own (undici Pool ≈ 7k, node:http ≈ 2k on the " +
           "2-core reference machine, against ≈ 15–25k with wrk), so the bare figure is client-bound and the ratio overstates the " +
           "API: install wrk for a verdict"
@@ -232,13 +235,15 @@ const main = async () => {
     const broken = [...(results.get("api") ?? []), ...(results.get("bare") ?? [])].some((r) => r.errors + r.non2xx > 0)
     const pass = !broken && ratio >= minRatio
     log("")
-    log(`api  ${fmt(apiRps, 0)} req/s (mean of ${rounds}), bare ${fmt(bareRps, 0)} req/s (mean of ${rounds}), ratio api/bare ${fmt(ratio, 3)}`)
+    out.print(`api  ${fmt(apiRps, 0)} req/s (mean of ${rounds}), bare ${fmt(bareRps, 0)} req/s (mean of ${rounds}), ratio api/bare ${fmt(ratio, 3)}`)
     for (const [name] of ceilingTargets) {
-      log(`${name} (reference: same bytes from memory) ${fmt(rpsOf(name), 0)} req/s, ratio to bare ${fmt(rpsOf(name) / bareRps, 3)}`)
+      out.print(`${name} (reference: same bytes from memory) ${fmt(rpsOf(name), 0)} req/s, ratio to bare ${fmt(rpsOf(name) / bareRps, 3)}`)
     }
-    if (broken) log("ERROR: some requests failed (socket errors or non-2xx answers): the figures are not valid")
-    log(`${pass ? "PASS" : "FAIL"}: ratio ${fmt(ratio, 3)} (target ≥ ${minRatio}); load generator: ${loader === "wrk" ? "wrk" : `node (${nodeClient})`}`)
+    if (broken) out.print("ERROR: some requests failed (socket errors or non-2xx answers): the figures are not valid")
+    out.print(`${pass ? "PASS" : "FAIL"}: ratio ${fmt(ratio, 3)} (target ≥ ${minRatio}); load generator: ${loader === "wrk" ? "wrk" : `node (${nodeClient})`}`)
     log(machineLine())
+    if (args.profile) log("results: not recorded (a profiled run is slower than a real one)")
+    else recordResults("latest-throughput", `Bench (B), \`GET ${PATH}\` req/s against a bare \`node:http\` server, target ratio ≥ ${minRatio}.\n\n${out.block()}`)
     return pass
   } finally {
     for (const c of ceilings) await c.stop()

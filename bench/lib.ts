@@ -46,11 +46,82 @@ export const compiledBenchDir = path.join(repoRoot, "dist", "bench", "bench")
 
 export const log = (line: string) => process.stdout.write(`${line}\n`)
 
-/** One line about the machine, printed by every bench: results on a loaded machine are not comparable. */
-export const machineLine = () => {
+/** The machine: CPU model, cores, RAM, Node version, OS. */
+export const machineInfo = () => {
   const cpus = os.cpus()
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(" ")
-  return `machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? "?"}, node ${process.version}, load average ${load}`
+  return `${cpus.length} × ${cpus[0]?.model.trim() ?? "?"}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, node ${process.version}, ${os.platform()} ${os.release()}`
+}
+
+/** The 1, 5 and 15 minute load averages. */
+export const loadAverage = () => os.loadavg().map((l) => l.toFixed(2)).join(" ")
+
+/** The load average when this bench process started (lib.ts is loaded first). */
+const loadAtStart = loadAverage()
+
+/** One line about the machine, printed by every bench: results on a loaded machine are not comparable. */
+export const machineLine = () => `machine: ${machineInfo()}, load average ${loadAverage()}`
+
+/** Where the benches keep their latest figures (recordResults). */
+export const RESULTS_FILE = path.join(repoRoot, "bench", "RESULTS.md")
+
+const RESULTS_HEADER = `# Benchmark results
+
+Written by the benches under \`bench/\` (\`recordResults\` in \`bench/lib.ts\`), never by hand and never from
+test assertions: each bench replaces its own section with its latest run and leaves the others as they are.
+Every section says when it ran, the command, the machine and the load average (1/5/15 min) at the start and
+the end of the run: figures from a busy machine are not comparable. See bench/README.md for what each
+bench measures.
+`
+
+/** The command that is running: the npm script (when started by npm) and the node command line. */
+const commandLine = () => {
+  const script = process.env["npm_lifecycle_event"]
+  const node = ["node", ...process.argv.slice(1).map((a, i) => (i === 0 ? path.relative(repoRoot, a) : a))].join(" ")
+  return script !== undefined && script !== "" ? `\`npm run ${script}\` → \`${node}\`` : `\`${node}\``
+}
+
+/**
+ * Replaces (or appends) the section `section` of bench/RESULTS.md with `body` (Markdown), stamped with the
+ * date, the command, the machine and the load average; other sections stay as they are.
+ */
+export const recordResults = (section: string, body: string, file: string = RESULTS_FILE) => {
+  const begin = `<!-- bench:${section} -->`
+  const end = `<!-- /bench:${section} -->`
+  const block = [
+    begin,
+    `## ${section}`,
+    "",
+    `- date: ${new Date().toISOString()}`,
+    `- command: ${commandLine()}`,
+    `- machine: ${machineInfo()}`,
+    `- load average (1/5/15 min): ${loadAtStart} at the start, ${loadAverage()} at the end`,
+    "",
+    body.trimEnd(),
+    end
+  ].join("\n")
+  const current = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : RESULTS_HEADER
+  const from = current.indexOf(begin)
+  const to = from < 0 ? -1 : current.indexOf(end, from)
+  const next =
+    from >= 0 && to >= 0
+      ? `${current.slice(0, from)}${block}${current.slice(to + end.length)}`
+      : `${current.trimEnd()}\n\n${block}\n`
+  const temp = `${file}.${process.pid}.tmp`
+  fs.writeFileSync(temp, next)
+  fs.renameSync(temp, file)
+  log(`results: section "${section}" of ${path.relative(repoRoot, file)} updated`)
+}
+
+/** Lines that are printed and kept, to be recorded as they were printed (recordResults). */
+export const transcript = () => {
+  const lines: Array<string> = []
+  const print = (line: string) => {
+    log(line)
+    lines.push(line)
+  }
+  /** The kept lines as a Markdown code block. */
+  const block = () => ["```", ...lines.flatMap((l) => l.split("\n")), "```"].join("\n")
+  return { print, lines, block } as const
 }
 
 /** A TCP port nobody listens on right now (the OS picks it). */
@@ -127,7 +198,13 @@ export interface Api extends Child {
  * ready once GET /health answers 200. Security settings come from nothing (all protections off,
  * the middleware still runs and adds its headers).
  */
-export const startApi = async (options: { readonly db: string; readonly main: string; readonly nodeArgs?: ReadonlyArray<string> }): Promise<Api> => {
+export const startApi = async (options: {
+  readonly db: string
+  readonly main: string
+  readonly nodeArgs?: ReadonlyArray<string>
+  /** Set on top of the bench environment (e.g. a security setting a bench wants on). */
+  readonly env?: Readonly<Record<string, string>>
+}): Promise<Api> => {
   if (!fs.existsSync(options.main)) throw new Error(`${options.main} is missing: run \`npm run build\` first`)
   if (!fs.existsSync(options.db)) throw new Error(`${options.db} is missing: run the seed bench first (bench/README.md)`)
   const port = await freePort()
@@ -140,6 +217,7 @@ export const startApi = async (options: { readonly db: string; readonly main: st
     LOG_LEVEL: "warning",
     NODE_ENV: "production"
   })
+  Object.assign(env, options.env ?? {})
   const child = spawnChild("api", process.execPath, [...(options.nodeArgs ?? []), options.main, "--role=api"], env)
   const base = `http://127.0.0.1:${port}`
   await Promise.race([waitFor(`${base}/health`, 60_000), child.exited])

@@ -20,7 +20,7 @@ import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerS
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
-import { BENCH_SYMBOLS, DEFAULT_DB, formatDuration, log, machineLine } from "./lib.js"
+import { BENCH_SYMBOLS, DEFAULT_DB, formatDuration, log, machineLine, recordResults, transcript } from "./lib.js"
 
 const DAY_MS = 86_400_000
 const MINUTE_MS = 60_000
@@ -153,6 +153,8 @@ const klinesOfDay = (symbol: BenchSymbol, dayStart: number, nowMs: number): Arra
 // Seeding
 
 const countRow = <A>(rows: ReadonlyArray<A>) => rows[0]!
+/** The lines recorded in bench/RESULTS.md (progress lines are only printed). */
+const out = transcript()
 
 const program = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
@@ -163,9 +165,9 @@ const program = Effect.gen(function* () {
   const today = Math.floor(nowMs / DAY_MS) * DAY_MS
   const firstDay = today - (days - 1) * DAY_MS
   const dayStarts = Array.from({ length: days }, (_, i) => firstDay + i * DAY_MS)
-  log(`seed: ${dbPath}`)
+  out.print(`seed: ${dbPath}`)
   log(machineLine())
-  log(
+  out.print(
     `window: ${new Date(firstDay).toISOString().slice(0, 10)} .. ${new Date(today).toISOString().slice(0, 10)} ` +
       `(${days} UTC days × ${MINUTES_PER_DAY} 1m klines × ${BENCH_SYMBOLS.length} symbols = ` +
       `${(days * MINUTES_PER_DAY * BENCH_SYMBOLS.length).toLocaleString("en-US")} candles), ` +
@@ -188,7 +190,7 @@ const program = Effect.gen(function* () {
   )
   const total = days * BENCH_SYMBOLS.length
   const todo = total - complete.size
-  log(`existing: ${complete.size}/${total} (symbol, day) pairs complete (checked in ${Date.now() - scanStarted} ms); ${todo} to write`)
+  out.print(`existing: ${complete.size}/${total} (symbol, day) pairs complete (checked in ${Date.now() - scanStarted} ms); ${todo} to write`)
 
   // Candles, through CandleRepo.upsert: per symbol, days in order, `daysPerUpsert` days per call.
   const started = Date.now()
@@ -237,7 +239,7 @@ const program = Effect.gen(function* () {
   }
   const candleMs = Date.now() - started
   if (todo > 0) report(true)
-  log(`candles: ${todo} (symbol, day) written in ${formatDuration(candleMs)} (${todo === 0 ? "-" : (candleMs / todo).toFixed(1)} ms per (symbol, day))`)
+  out.print(`candles: ${todo} (symbol, day) written in ${formatDuration(candleMs)} (${todo === 0 ? "-" : (candleMs / todo).toFixed(1)} ms per (symbol, day))`)
 
   // Ticks, through TickRepo.insertMany: `ticksPerSymbol` 24h-ticker events per symbol, ~3 s apart, ending now.
   const tickStarted = Date.now()
@@ -265,7 +267,7 @@ const program = Effect.gen(function* () {
     }
     for (let i = 0; i < events.length; i += 2000) tickWritten += yield* tickRepo.insertMany(events.slice(i, i + 2000))
   }
-  log(`ticks: ${tickWritten} new events written in ${formatDuration(Date.now() - tickStarted)}`)
+  out.print(`ticks: ${tickWritten} new events written in ${formatDuration(Date.now() - tickStarted)}`)
 
   // Final counts.
   const candleCount = countRow(yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM candles`).n
@@ -276,16 +278,17 @@ const program = Effect.gen(function* () {
   const tickCount = countRow(yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM ticks`).n
   const perSymbol = yield* sql<{ symbol: string; n: number; first: string; last: string }>`
     SELECT symbol, COUNT(*) AS n, MIN(date) AS first, MAX(date) AS last FROM daily_candles GROUP BY symbol ORDER BY symbol`
-  log(
+  out.print(
     `rows: candles ${candleCount.toLocaleString("en-US")} (${inWindow.toLocaleString("en-US")} in the window; expected ` +
       `${(days * MINUTES_PER_DAY * BENCH_SYMBOLS.length).toLocaleString("en-US")}), daily_candles ${dailyCount}, ticks ${tickCount}`
   )
-  for (const s of perSymbol) log(`  ${s.symbol.padEnd(9)} daily_candles ${s.n} (${s.first} .. ${s.last})`)
+  for (const s of perSymbol) out.print(`  ${s.symbol.padEnd(9)} daily_candles ${s.n} (${s.first} .. ${s.last})`)
   if (inWindow !== days * MINUTES_PER_DAY * BENCH_SYMBOLS.length) {
     return yield* Effect.die(new Error(`the window holds ${inWindow} candles, expected ${days * MINUTES_PER_DAY * BENCH_SYMBOLS.length}`))
   }
   yield* sql`PRAGMA wal_checkpoint(TRUNCATE)`
-  log(`seed: done in ${formatDuration(Date.now() - started + (started - scanStarted))}`)
+  out.print(`seed: done in ${formatDuration(Date.now() - started + (started - scanStarted))}`)
+  recordResults("seed", `Builds the benchmark database (\`bench/seed.ts\`): the time is the seeding figure.\n\n${out.block()}`)
 })
 
 const StoreLive = Layer.merge(CandleRepo.Default, TickRepo.Default).pipe(Layer.provideMerge(sqliteLayer(dbPath)))

@@ -103,6 +103,23 @@ const report = (cause: Cause.Cause<unknown>) =>
     console.error(Cause.pretty(cause))
   })
 
+/**
+ * The last resort behind the ordered shutdown (app/Roles.ts): whatever still runs this long after
+ * SIGTERM or SIGINT (a write hung in the kernel, a Kafka client that will not close) does not keep
+ * the process alive. An orchestrator would SIGKILL it at 5 s without a word; this says what happened.
+ */
+const EXIT_DEADLINE_MS = 4500
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.once(signal, () => {
+    setTimeout(() => {
+      console.error(
+        `shutdown did not finish within ${EXIT_DEADLINE_MS / 1000} s of ${signal}; exiting now (what was not stored is logged above, and in Kafka mode stays uncommitted)`
+      )
+      process.exit(1)
+    }, EXIT_DEADLINE_MS).unref()
+  })
+}
+
 cli(process.argv).pipe(
   Effect.tapErrorCause(report),
   Effect.provide(NodeContext.layer),

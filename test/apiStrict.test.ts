@@ -384,7 +384,12 @@ describe("the producer's and consumer's /health server (HEALTH_PORT)", () => {
       error: "NotFound",
       message: "no endpoint at /trades/latest: this port (HEALTH_PORT) serves GET /health only"
     })
+    assertSecurityHeaders(health.headers)
+    assertSecurityHeaders(missing.headers)
+    const head = await fetch(`http://127.0.0.1:${port}/health`, { method: "HEAD" })
+    assert.strictEqual(head.status, 200)
     const wrong = await fetch(`http://127.0.0.1:${port}/health`, { method: "DELETE" })
+    assertSecurityHeaders(wrong.headers)
     assert.strictEqual(wrong.status, 405)
     assert.strictEqual(wrong.headers.get("allow"), "GET, HEAD, OPTIONS")
     assert.strictEqual(((await wrong.json()) as any).error, "MethodNotAllowed")

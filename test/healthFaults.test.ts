@@ -167,8 +167,10 @@ describe("/health under another process's write lock", () => {
     const { main, base } = await start("locked")
     const dbFile = path.join(dir, "locked", "app.db")
     await healthWhen(base, (r) => sink(r, "sqlite")?.state === "up", "a first stored batch")
-    const locker = lockDatabase(dbFile, { holdMs: 4000 })
+    const locker = lockDatabase(dbFile, { holdMs: 8000 })
     await locker.locked
+    let released = false
+    void locker.released.then(() => (released = true))
     const slowest = { ms: 0 }
     const down = await healthWhen(
       base,
@@ -181,6 +183,7 @@ describe("/health under another process's write lock", () => {
       await getJson(`${base}/health`)
       slowest.ms = Math.max(slowest.ms, Date.now() - t)
     }
+    expect(released, "the lock was released before the probes ran").toBe(false)
     expect(slowest.ms).toBeLessThan(1500)
     expect(down.status).toBe(503)
     expect(sink(down, "sqlite").detail).toMatch(/locked/i)

@@ -142,40 +142,29 @@ describe("producer", () => {
 
   it.effect("after waiting out a ban, the request that ends it is not followed by a second one back to back", () =>
     Effect.gen(function* () {
-      // A client that, like the real one, holds every request until Binance's Retry-After has passed.
-      let blockedUntil = 0
-      const sent: Array<number> = []
-      const client = Layer.succeed(
-        BinanceClient,
-        new BinanceClient({
-          baseUrl: "http://scripted",
-          ticker24h: (symbols) =>
-            Effect.gen(function* () {
-              const now = yield* Clock.currentTimeMillis
-              if (blockedUntil > now) yield* Effect.sleep(Duration.millis(blockedUntil - now))
-              sent.push(yield* Clock.currentTimeMillis)
-              if (sent.length === 1) {
-                blockedUntil = (yield* Clock.currentTimeMillis) + 30_000
-                return yield* Effect.fail(new RateLimited({ status: 418, retryAfter: Duration.seconds(30) }))
-              }
-              return yield* ok(symbols)
-            }),
-          klines: () => Effect.die("not used by the producer"),
-          symbolExists: () => Effect.succeed(true),
-          usedWeight: Effect.succeed(Option.none()),
-          blockedUntil: Effect.sync(() => blockedUntil)
-        })
-      )
+      // the real client against the fake Binance: banned for 30 s at the first request
+      const requests = () => fake.requests.filter((r) => r.path === "/api/v3/ticker/24hr").length
+      const before = requests()
+      fake.enqueueFaults({ kind: "status", status: 418, retryAfterSeconds: 30 })
       const spy = makeBrokerSpy()
       const fiber = yield* runProducer.pipe(
-        Effect.provide(Layer.mergeAll(client, spy.layer, Health.Default)),
-        withEnv({ POLL_INTERVAL_SECONDS: "5" }),
+        Effect.provide(Layer.mergeAll(BinanceClient.Default, spy.layer, Health.Default)),
+        withEnv({ BINANCE_BASE_URL: fake.url, POLL_INTERVAL_SECONDS: "5" }),
         Effect.fork
       )
-      yield* advance("46 seconds", "500 millis")
+      yield* eventually(() => requests() === before + 1, 5_000, "the banned request")
+      yield* advance("29500 millis", "500 millis")
+      assert.strictEqual(requests(), before + 1, "no request during the ban")
+      yield* advance("500 millis", "500 millis")
+      yield* eventually(() => spy.published.length === 2, 5_000, "the request that ends the ban")
+      assert.strictEqual(requests(), before + 2)
+      // the cadence restarts from the end of the wait: nothing more before 35 s
+      yield* advance("4500 millis", "500 millis")
+      yield* realDelay(50)
+      assert.strictEqual(requests(), before + 2, "a second request followed the first back to back")
+      yield* advance("500 millis", "500 millis")
+      yield* eventually(() => requests() === before + 3, 5_000, "the next cycle at 35 s")
       yield* Fiber.interrupt(fiber)
-      // banned at 0; the cycle due at 5 waits to 30 and sends one request; the cadence restarts there.
-      assert.deepStrictEqual(sent.map((t) => t / 1000), [0, 30, 35, 40, 45])
     })
   )
 

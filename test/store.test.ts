@@ -1,5 +1,6 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { makeJsonlSink } from "../src/store/JsonlSink.js"
@@ -10,7 +11,7 @@ import { CandleRepo } from "../src/store/CandleRepo.js"
 import { makeEvent, us } from "./support/events.js"
 
 /** A migrated database in a fresh temporary directory that does not exist yet (it must be created). */
-const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | CandleRepo>) =>
+const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | CandleRepo | SqlClient.SqlClient>) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path

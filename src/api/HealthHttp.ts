@@ -1,4 +1,4 @@
-import { HttpApiBuilder, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpApp, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Clock, Duration, Effect, Either, Layer, Option } from "effect"
 import { formatInstantMicros } from "../domain/Ticker.js"
 import * as AppConfig from "../Config.js"
@@ -6,6 +6,7 @@ import { Health } from "../status/Health.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api } from "./Api.js"
 import { unroutedResponse } from "./ClientErrors.js"
+import { API_CSP, securityHeaders, type SecuritySettings } from "./Security.js"
 import { type HealthReport, Unhealthy } from "./HealthApi.js"
 
 /**
@@ -72,26 +73,32 @@ export const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
 
 /**
  * A server with /health only, for the producer and consumer roles in their own processes
- * (HEALTH_PORT): same report and status codes as the API's /health.
+ * (HEALTH_PORT): same report and status codes as the API's /health, the security headers on every
+ * answer, and JSON 404/405 for anything else.
  */
 const HEALTH_ONLY_ROUTES = [{ method: "GET", path: "/health" }]
 
 export const healthServer = <A, E, R>(
-  server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>
-) =>
-  HttpRouter.empty.pipe(
-    HttpRouter.get(
-      "/health",
-      Effect.flatMap(currentHealth, (report) => HttpServerResponse.json(report, { status: report.status === "ok" ? 200 : 503 }))
-    ),
-    // any other path or method: the same JSON 404/405 the API answers
+  server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>,
+  settings: SecuritySettings
+) => {
+  const headers = { ...securityHeaders(settings), "content-security-policy": API_CSP }
+  const report = Effect.flatMap(currentHealth, (r) => HttpServerResponse.json(r, { status: r.status === "ok" ? 200 : 503 }))
+  return HttpRouter.empty.pipe(
+    HttpRouter.get("/health", report),
+    // explicit, or the catch-all below would answer HEAD before the router's HEAD-as-GET fallback
+    HttpRouter.head("/health", report),
     HttpRouter.all(
       "*",
       Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
         unroutedResponse(request, HEALTH_ONLY_ROUTES, "this port (HEALTH_PORT) serves GET /health only")
       )
     ),
-    HttpServer.serve(),
+    // the response is written inside the app, so headers go on through a pre-response handler
+    HttpServer.serve((app) =>
+      Effect.zipRight(HttpApp.appendPreResponseHandler((_, response) => Effect.succeed(HttpServerResponse.setHeaders(response, headers))), app)
+    ),
     HttpServer.withLogAddress,
     Layer.provideMerge(server)
   )
+}

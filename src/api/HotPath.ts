@@ -78,13 +78,14 @@ export class HotResponses extends Effect.Service<HotResponses>()("api/HotRespons
         sweep(now)
         const previous = entries.get(url)
         if (previous !== undefined) drop(url, previous) // re-inserted at the end: order stays expiry order
-        const bytes = Buffer.byteLength(body) + Buffer.byteLength(url)
+        const encoded = Buffer.from(body)
+        const bytes = encoded.length + Buffer.byteLength(url)
         if (bytes > HOT_MAX_BYTES) return
         for (const [oldest, entry] of entries) {
           if (held + bytes <= HOT_MAX_BYTES) break
           drop(oldest, entry)
         }
-        entries.set(url, { body: Buffer.from(body), expires: now + HOT_TTL_MS, bytes })
+        entries.set(url, { body: encoded, expires: now + HOT_TTL_MS, bytes })
         held += bytes
         arm()
       })

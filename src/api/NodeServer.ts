@@ -61,6 +61,6 @@ export const healthListeningServer = (options: { readonly port: number; readonly
     Effect.gen(function* () {
       const settings = yield* SecurityConfig
       const server = installClientErrorHandler(createServer(), settings)
-      return withGracefulClose(server, healthServer(NodeHttpServer.layer(() => server, options)))
+      return withGracefulClose(server, healthServer(NodeHttpServer.layer(() => server, options), settings))
     })
   )

@@ -24,7 +24,7 @@ export const runConsumer = Effect.gen(function* () {
   const holding = (delta: number) => (Option.isSome(health) ? health.value.consumerHolding(delta) : Effect.void)
   yield* Effect.logInfo(`consuming into ${sink.name} in batches of up to ${batchSize}`)
   yield* broker.subscribe.pipe(
-    Stream.tap(() => holding(1)),
+    Stream.mapChunksEffect((chunk) => Effect.as(holding(chunk.length), chunk)),
     Stream.groupedWithin(batchSize, batchWindow),
     Stream.mapEffect((chunk) => {
       const deliveries = Chunk.toReadonlyArray(chunk)

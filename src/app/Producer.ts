@@ -44,7 +44,10 @@ export const pollOnce = Effect.fn("Producer.pollOnce")(function* (symbols: Reado
     ),
     Effect.zipRight(Effect.never)
   )
+  // Counted until the broker has them: a publish cut short by a stop shows in the shutdown line.
+  yield* health.producerPublishing(events.length)
   yield* Effect.raceFirst(broker.publish(events), blocked)
+  yield* health.producerPublishing(0)
   return events
 })
 
@@ -138,6 +141,14 @@ export const runProducer = Effect.gen(function* () {
   let anchor: number | undefined // the cadence's grid: anchor + k * step
   let scheduled = 0 // when the cycle that just ran was due
   while (!(yield* stopped)) {
+    // A known Retry-After is waited out here, where a stop request ends the wait at once.
+    const until = yield* client.blockedUntil
+    const now = yield* Clock.currentTimeMillis
+    if (until > now) {
+      yield* showRateLimit
+      yield* pause(until - now)
+      if (yield* stopped) break
+    }
     yield* cycle
     const end = yield* Clock.currentTimeMillis
     const waitedForBinance = (yield* client.blockedUntil) > scheduled

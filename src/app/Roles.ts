@@ -12,7 +12,7 @@ import { DirectBrokerLive } from "../broker/DirectBroker.js"
 import { KafkaBrokerLive } from "../broker/KafkaBroker.js"
 import { Health } from "../status/Health.js"
 import { makeJsonlSink } from "../store/JsonlSink.js"
-import { SqlLive } from "../store/Sql.js"
+import { SqlForCommands, SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
 import { fanOut, TickSink } from "../store/TickSink.js"
 import { TickRepo } from "../store/TickRepo.js"
@@ -49,7 +49,7 @@ const cannotListen = (error: { readonly cause: unknown }, variable: string, port
  * holds until DRAIN_DEADLINE after the stop began. The HTTP server closes meanwhile (NodeServer.ts).
  */
 const PRODUCER_GRACE = Duration.seconds(1)
-const DRAIN_DEADLINE = Duration.millis(3500)
+const DRAIN_DEADLINE = Duration.seconds(3)
 
 const BrokerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
@@ -98,28 +98,38 @@ const StoreLive = Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.p
 
 type Loop = Effect.Effect<unknown, unknown, unknown>
 
-/** What could not be stored before the deadline: one line, saying whether it is lost or comes back. */
-const reportUnstored = Effect.gen(function* () {
-  const health = yield* Health
-  const broker = yield* Effect.serviceOption(Broker)
-  const kafka = (yield* Effect.orDie(AppConfig.brokerMode)) === "kafka" // validated at start-up
-  // In direct mode what waits in the queue is lost too; Kafka keeps everything not committed.
-  const queued = !kafka && Option.isSome(broker) ? yield* broker.value.pending : 0
-  const held = (yield* health.consumerHeld) + queued
-  if (held === 0) return
-  const failing = (yield* health.sinks).flatMap((s) => (s.state === "down" && s.detail !== null ? [s.detail] : []))
-  const why = failing.length > 0 ? ` (${failing.join("; ")})` : ""
-  const fate = kafka
-    ? "they stay uncommitted in Kafka and are delivered again on the next start"
-    : "the in-process queue ends with the process, so they are lost"
-  yield* Effect.logError(`shutdown: ${held} event(s) could not be stored in time${why}; ${fate}`)
-})
+/**
+ * What could not be stored before the deadline, in one line saying whether it is lost or comes back:
+ * a publish the producer was cut off in, and, when the consumer did not drain, what it holds and what
+ * still waits for it in the broker.
+ */
+const reportUnstored = (consumerDrained: boolean) =>
+  Effect.gen(function* () {
+    const health = yield* Health
+    const broker = yield* Effect.serviceOption(Broker)
+    const kafka = (yield* Effect.orDie(AppConfig.brokerMode)) === "kafka" // validated at start-up
+    const unpublished = yield* health.producerUnpublished
+    const waiting = consumerDrained ? 0 : (yield* health.consumerHeld) + (Option.isSome(broker) ? yield* broker.value.pending : 0)
+    if (unpublished + waiting === 0) return
+    const failing = (yield* health.sinks).flatMap((s) => (s.state === "down" && s.detail !== null ? [s.detail] : []))
+    const why = failing.length > 0 ? ` (${failing.join("; ")})` : ""
+    const fate = kafka
+      ? `they stay uncommitted in Kafka and are delivered again on the next start${unpublished > 0 ? `, except ${unpublished} polled event(s) not yet handed to Kafka, which are lost` : ""}`
+      : "the in-process queue ends with the process, so they are lost"
+    yield* Effect.logError(`shutdown: ${unpublished + waiting} event(s) could not be stored in time${why}; ${fate}`)
+  })
+
+/** Waits for `fiber` for at most `millis`; false when it is still running then. */
+const awaitFor = (fiber: Fiber.RuntimeFiber<unknown, unknown>, millis: number) =>
+  // Finalizers are uninterruptible: the wait must be made interruptible for its timeout to cut it.
+  Fiber.await(fiber).pipe(Effect.interruptible, Effect.timeout(Duration.millis(millis)), Effect.option, Effect.map(Option.isSome))
 
 /**
  * Runs the role's loops until one fails or the process is told to stop. Stopping is ordered and
  * bounded: the HTTP server starts closing; the producer ends after its cycle in flight (at most
  * PRODUCER_GRACE); the broker is closed so the consumer drains and acknowledges what it has (until
- * DRAIN_DEADLINE); what is still unstored then is said in one line, and everything left is interrupted.
+ * DRAIN_DEADLINE); what is still unstored then is said in one line, and what is left is interrupted
+ * without waiting for it (a write hung in the kernel cannot hold the process).
  */
 const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop = never>(loops: {
   readonly producer?: P
@@ -138,27 +148,18 @@ const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop
           const started = yield* Clock.currentTimeMillis
           yield* Deferred.succeed(stop, undefined)
           const closingApi = api ? yield* Effect.fork(Fiber.interrupt(api)) : undefined
-          if (producer) {
-            // Finalizers are uninterruptible: the wait must be made interruptible for its timeout to cut it.
-            const done = yield* Fiber.await(producer).pipe(Effect.interruptible, Effect.timeout(PRODUCER_GRACE), Effect.option)
-            if (Option.isNone(done)) {
-              yield* Effect.logWarning("the poll in flight did not finish in time; stopping the producer")
-              yield* Fiber.interrupt(producer)
-            }
+          if (producer && !(yield* awaitFor(producer, Duration.toMillis(PRODUCER_GRACE)))) {
+            yield* Effect.logWarning("the poll in flight did not finish in time; stopping the producer")
+            yield* Fiber.interruptFork(producer)
           }
           if (Option.isSome(broker)) yield* broker.value.close
+          let drained = true
           if (consumer) {
             const left = Math.max(0, Duration.toMillis(DRAIN_DEADLINE) - ((yield* Clock.currentTimeMillis) - started))
-            const drained = yield* Fiber.await(consumer).pipe(
-              Effect.interruptible,
-              Effect.timeout(Duration.millis(left)),
-              Effect.option
-            )
-            if (Option.isNone(drained)) {
-              yield* reportUnstored
-              yield* Fiber.interrupt(consumer)
-            }
+            drained = yield* awaitFor(consumer, left)
           }
+          yield* reportUnstored(drained)
+          if (consumer && !drained) yield* Fiber.interruptFork(consumer)
           if (closingApi) yield* Fiber.join(closingApi)
           yield* Effect.logInfo("stopped")
         })
@@ -247,11 +248,14 @@ export const runBackfillCommand = (options: {
         BinanceUnavailable: stopped,
         MalformedResponse: stopped
       }),
-      Effect.provide(Layer.merge(BinanceLive, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive)))
+      Effect.provide(Layer.merge(BinanceLive, CandleRepo.Default).pipe(Layer.provideMerge(SqlForCommands)))
     )
   })
 
-const BiLive = BiReports.Default.pipe(Layer.provideMerge(Layer.merge(TickRepo.Default, CandleRepo.Default)), Layer.provideMerge(SqlLive))
+const BiLive = BiReports.Default.pipe(
+  Layer.provideMerge(Layer.merge(TickRepo.Default, CandleRepo.Default)),
+  Layer.provideMerge(SqlForCommands)
+)
 
 const checkDays = (days: number) =>
   Number.isInteger(days) && days >= 1 && days <= BI_MAX_DAYS

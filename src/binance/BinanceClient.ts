@@ -49,9 +49,18 @@ export interface TickerBatch {
 /** Weight of one `GET /api/v3/ticker/24hr?symbols=[...]` call (BINANCE_API.md §1.4). */
 export const ticker24hWeight = (symbolCount: number): number => (symbolCount <= 20 ? 2 : symbolCount <= 100 ? 40 : 80)
 
+/**
+ * The longest wait Binance imposes (its ban ladder ends at 3 days). A longer Retry-After (a broken
+ * proxy) or a stored end further away (an edited file) is cut to it, so polling can never stop for good.
+ */
+export const MAX_RATE_LIMIT_WAIT = Duration.days(3)
+
 const retryAfterOf = (headers: Readonly<Record<string, string>>, fallbackSeconds: number): Duration.Duration => {
   const seconds = Number(headers["retry-after"])
-  return Duration.seconds(Number.isFinite(seconds) && seconds >= 0 ? seconds : fallbackSeconds)
+  return Duration.min(
+    Duration.seconds(Number.isFinite(seconds) && seconds >= 0 ? seconds : fallbackSeconds),
+    MAX_RATE_LIMIT_WAIT
+  )
 }
 
 const make = Effect.gen(function* () {
@@ -69,9 +78,10 @@ const make = Effect.gen(function* () {
     const earlier = yield* store.value.load
     const startedAt = yield* Clock.currentTimeMillis
     if (Option.isSome(earlier) && earlier.value.until > startedAt) {
-      yield* Ref.set(blockedUntil, earlier.value.until)
+      const until = Math.min(earlier.value.until, startedAt + Duration.toMillis(MAX_RATE_LIMIT_WAIT))
+      yield* Ref.set(blockedUntil, until)
       yield* Effect.logWarning(
-        `Binance rate limit from an earlier run: no request to Binance before ${new Date(earlier.value.until).toISOString()} (HTTP ${earlier.value.status})`
+        `Binance rate limit from an earlier run: no request to Binance before ${new Date(until).toISOString()} (HTTP ${earlier.value.status})`
       )
     }
   }
@@ -203,10 +213,11 @@ const make = Effect.gen(function* () {
     symbolExists,
     /** The last `x-mbx-used-weight-1m` Binance reported, with when. */
     usedWeight: Ref.get(weight),
-    /** No request leaves for Binance before this instant (epoch ms; 0 when clear): Retry-After or the weight guard. */
-    blockedUntil: Effect.map(Effect.all([Ref.get(blockedUntil), Clock.currentTimeMillis]), ([until, now]) =>
-      until > now ? until : 0
-    )
+    /**
+     * The end (epoch ms) of the latest wait imposed on requests: Retry-After or the weight guard; 0 when
+     * there never was one. In the past once it is over, so a caller can tell whether it waited.
+     */
+    blockedUntil: Ref.get(blockedUntil)
   } as const
 })
 

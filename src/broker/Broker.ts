@@ -33,7 +33,7 @@ export class Broker extends Context.Tag("broker/Broker")<
     readonly acknowledge: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void, BrokerError>
     /** Stops taking new events; subscribers drain what is left and then their stream ends. */
     readonly close: Effect.Effect<void>
-    /** Events `publish` accepted that have not been passed on yet (to a subscriber, or to Kafka). */
+    /** Events waiting for the subscriber: in the in-process queue, or fetched from Kafka and not yet taken. */
     readonly pending: Effect.Effect<number>
   }
 >() {}

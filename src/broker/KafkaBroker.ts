@@ -748,7 +748,7 @@ const make = Effect.gen(function* () {
     ),
     acknowledge,
     close,
-    pending: pendingEvents
+    pending: Effect.map(deliveries.size, (n) => Option.getOrElse(n, () => 0))
   })
 }).pipe(Effect.annotateLogs({ adapter: "kafka" }))
 

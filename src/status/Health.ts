@@ -57,6 +57,8 @@ export class Health extends Effect.Service<Health>()("status/Health", {
     const newestStored = yield* Ref.make(0)
     /** Events the consumer received and has not acknowledged yet (in a batch, or being stored). */
     const holding = yield* Ref.make(0)
+    /** Events the producer is handing to the broker right now. */
+    const publishing = yield* Ref.make(0)
 
     const sinkResult = (name: string, error: string | null) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -112,6 +114,8 @@ export class Health extends Effect.Service<Health>()("status/Health", {
       stored: (newestMicros: number) => Ref.update(newestStored, (n) => Math.max(n, newestMicros)),
       consumerHolding: (delta: number) => Ref.update(holding, (n) => n + delta),
       consumerHeld: Ref.get(holding),
+      producerPublishing: (events: number) => Ref.set(publishing, events),
+      producerUnpublished: Ref.get(publishing),
       producer: Ref.get(producer),
       broker: Ref.get(broker),
       sinks: Effect.map(Ref.get(sinks), (all) => [...all.values()]),

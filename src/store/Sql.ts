@@ -38,7 +38,7 @@ const MigrationsRow = Schema.Struct({ latest: Schema.NullOr(Schema.Number) })
  * busy timeout (5 s, set when the connection opens) is replaced by 0 before any statement touches the
  * file, so a lock fails this try at once with StorageBusy instead of blocking the event loop.
  */
-const openOnce = (filename: string) =>
+const openOnce = (filename: string, busyTimeoutMs: number) =>
   Effect.gen(function* () {
     const fail = (cause: unknown) => Effect.fail(classifyStorageFailure(filename, cause))
     // better-sqlite3 throws from its constructor, which SqliteClient.make runs unguarded: that is a
@@ -70,7 +70,7 @@ const openOnce = (filename: string) =>
       if ((yield* latestMigration) < LATEST_MIGRATION) {
         return yield* new StorageBusy({ cause: "the migrations could not take the write lock" })
       }
-      yield* sql.unsafe(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`)
+      yield* sql.unsafe(`PRAGMA busy_timeout = ${busyTimeoutMs}`)
     }).pipe(
       Effect.provideService(SqliteClient.SqliteClient, client),
       Effect.provideService(SqlClient.SqlClient, client),
@@ -99,14 +99,14 @@ const inOwnScope = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   )
 
 /** Opens `filename`, trying again while another process holds the write lock, up to STARTUP_LOCK_WAIT. */
-const open = (filename: string) =>
+const open = (filename: string, busyTimeoutMs: number) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     yield* fs.makeDirectory(path.dirname(path.resolve(filename)), { recursive: true }).pipe(
       Effect.mapError((e) => classifyStorageFailure(filename, e))
     )
-    const attempt = inOwnScope(openOnce(filename))
+    const attempt = inOwnScope(openOnce(filename, busyTimeoutMs))
     return yield* attempt.pipe(
       Effect.catchTag("StorageBusy", () =>
         Effect.logWarning(
@@ -129,9 +129,18 @@ const open = (filename: string) =>
  * way it can fail to open, set up or migrate is a StorageUnavailable with a one-line message.
  */
 export const sqliteLayer = (
-  filename: string
+  filename: string,
+  busyTimeoutMs: number = BUSY_TIMEOUT_MS
 ): Layer.Layer<SqliteClient.SqliteClient | SqlClient.SqlClient, StorageUnavailable> =>
-  Layer.scopedContext(open(filename)).pipe(Layer.provide(Layer.merge(Reactivity.layer, NodeContext.layer)))
+  Layer.scopedContext(open(filename, busyTimeoutMs)).pipe(Layer.provide(Layer.merge(Reactivity.layer, NodeContext.layer)))
 
-/** The platform's database, at STORAGE_PATH. */
-export const SqlLive = Layer.unwrapEffect(Effect.map(AppConfig.storagePath, sqliteLayer))
+/** The platform's database, at STORAGE_PATH, for the long-running roles. */
+export const SqlLive = Layer.unwrapEffect(Effect.map(AppConfig.storagePath, (file) => sqliteLayer(file)))
+
+/**
+ * The same for the one-shot commands (backfill, bi-build): they serve no HTTP and do not retry a
+ * failed write, so a write waits for another process's lock as long as start-up does.
+ */
+export const SqlForCommands = Layer.unwrapEffect(
+  Effect.map(AppConfig.storagePath, (file) => sqliteLayer(file, Duration.toMillis(STARTUP_LOCK_WAIT)))
+)

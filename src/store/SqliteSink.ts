@@ -1,4 +1,4 @@
-import { SqlError } from "@effect/sql"
+import { SqlClient, SqlError } from "@effect/sql"
 import { Effect } from "effect"
 import { eventKey } from "../domain/Ticker.js"
 import { CandleRepo } from "./CandleRepo.js"
@@ -14,6 +14,7 @@ const eventMillis = (e: Parameters<typeof eventKey>[0]) => Math.floor(eventKey(e
 export const makeSqliteSink = Effect.gen(function* () {
   const repo = yield* TickRepo
   const candles = yield* CandleRepo
+  const sql = yield* SqlClient.SqlClient
   return TickSink.of({
     name: "sqlite",
     writeBatch: (events) =>
@@ -25,8 +26,13 @@ export const makeSqliteSink = Effect.gen(function* () {
         ),
         Effect.zipRight(candles.refreshFromTicks(events, eventMillis)),
         // @effect/sql turns a failed COMMIT into a defect; in WAL mode that is where a full disk
-        // (SQLITE_FULL) shows. SQLite has rolled the batch back, so it is a failure to retry.
-        Effect.catchAllDefect((defect) => (defect instanceof SqlError.SqlError ? Effect.fail(defect) : Effect.die(defect))),
+        // (SQLITE_FULL) shows. SQLite may or may not have rolled the transaction back (its docs), so
+        // roll back explicitly (an error here only means nothing was open) and retry the batch.
+        Effect.catchAllDefect((defect) =>
+          defect instanceof SqlError.SqlError
+            ? sql`ROLLBACK`.pipe(Effect.ignore, Effect.zipRight(Effect.fail(defect)))
+            : Effect.die(defect)
+        ),
         Effect.mapError((cause) => new SinkError({ sink: "sqlite", cause }))
       )
   })
