@@ -88,3 +88,24 @@ export const eventKey = (event: TickerEvent): { readonly symbol: TickerSymbol; r
   symbol: event.symbol,
   tsMicros: parseInstantMicros(event.timestamp_utc)!
 })
+
+/**
+ * A contract event with what every part after the broker needs, decoded once where it enters the
+ * consumer (or made directly by a source that knows them): its identity (symbol, instant in
+ * microseconds since the epoch) and its last price as a number, for comparisons only — the decimal
+ * string in `event` stays the value that is stored and served.
+ */
+export interface Tick {
+  readonly event: TickerEvent
+  readonly symbol: TickerSymbol
+  readonly tsMicros: number
+  readonly price: number
+}
+
+/** The tick of a decoded contract event (its `timestamp_utc` already validated by the schema). */
+export const toTick = (event: TickerEvent): Tick => ({
+  event,
+  symbol: event.symbol,
+  tsMicros: parseInstantMicros(event.timestamp_utc)!,
+  price: Number(event.lastPrice)
+})
