@@ -5,13 +5,16 @@ MAIN  := dist/main.js
 KAFKA ?= $(shell [ -f .kafka/state.json ] && $(NODE) -e 'console.log(require("./.kafka/state.json").bootstrap)' 2>/dev/null || echo localhost:9092)
 ARGS  ?=
 
-.PHONY: help build up down kafka-up kafka-down producer consumer api online-up online-down backfill bi-build verify-bi lint test
+.PHONY: help build cold-start up down kafka-up kafka-down producer consumer api online-up online-down backfill bi-build verify-bi lint test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## compile TypeScript to dist/
+build: ## bundle src/ into dist/main.js (esbuild, scripts/build.mjs; no type-check: that is `make lint`)
 	npm run build
+
+cold-start: ## bench: spawn to the first 200 on /health/live, bundled vs unbundled vs node -e 0 (bench/RESULTS.md)
+	npm run bench:cold-start
 
 up: ## Kafka mode with Docker: Kafka 4.1 (KRaft), producer, consumer and api (http://localhost:8000)
 	docker compose up -d --build

@@ -39,7 +39,7 @@ import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
-import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../src/domain/Ticker.js"
+import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol, toTick } from "../src/domain/Ticker.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
 import {
@@ -120,7 +120,7 @@ const seed = (dbPath: string) =>
           event_time: formatInstantMicros(Math.floor(micros / 1000) * 1000)
         })
       }
-      for (let i = 0; i < events.length; i += 1000) written += yield* repo.insertMany(events.slice(i, i + 1000))
+      for (let i = 0; i < events.length; i += 1000) written += (yield* repo.insertMany(events.slice(i, i + 1000).map(toTick))).length
     }
     return written
   }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(dbPath)))))

@@ -16,7 +16,7 @@ import { Effect, Layer } from "effect"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
 import type { Candle } from "../src/domain/Candles.js"
-import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../src/domain/Ticker.js"
+import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol, toTick } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
@@ -265,7 +265,7 @@ const program = Effect.gen(function* () {
         event_time: formatInstantMicros(Math.floor(micros / 1000) * 1000)
       })
     }
-    for (let i = 0; i < events.length; i += 2000) tickWritten += yield* tickRepo.insertMany(events.slice(i, i + 2000))
+    for (let i = 0; i < events.length; i += 2000) tickWritten += (yield* tickRepo.insertMany(events.slice(i, i + 2000).map(toTick))).length
   }
   out.print(`ticks: ${tickWritten} new events written in ${formatDuration(Date.now() - tickStarted)}`)
 

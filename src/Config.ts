@@ -1,5 +1,5 @@
 import { Config, ConfigError, Duration, Either, LogLevel, Option, Schema } from "effect"
-import { TickerSymbol } from "./domain/Ticker.js"
+import { parseInstantMicros, TickerSymbol } from "./domain/Ticker.js"
 
 /**
  * Every setting the platform reads, declared once. Each reader fails with a ConfigError whose message
@@ -176,6 +176,50 @@ export const directQueueCapacity = checked(
   positiveInt
 ).pipe(Config.withDefault(10_000))
 
+export type MarketSourceName = "poll" | "sim" | "replay"
+/** Where market events come from: Binance's REST 24h tickers, a simulated market, or recorded day files. */
+export const source: Config.Config<MarketSourceName> = checked(
+  "SOURCE",
+  "poll (Binance REST 24h tickers), sim (a simulated market) or replay (recorded JSONL day files)",
+  oneOf("poll", "sim", "replay")
+).pipe(Config.withDefault("poll" as const))
+
+/** The simulated market's seed: with the same settings and start, the same seed gives the same events. */
+export const simSeed = checked("SIM_SEED", "a whole number such as 42", (raw) => {
+  const n = Number(raw)
+  return /^-?\d+$/.test(raw) && Number.isSafeInteger(n) ? n : undefined
+}).pipe(Config.withDefault(42))
+
+export const SIM_MAX_EVENTS_PER_SECOND = 200_000
+export const simEventsPerSecond = checked(
+  "SIM_EVENTS_PER_SECOND",
+  `a whole number from 1 to ${SIM_MAX_EVENTS_PER_SECOND} (events per second over all symbols)`,
+  (raw) => {
+    const n = Number(raw)
+    return /^\d+$/.test(raw) && n >= 1 && n <= SIM_MAX_EVENTS_PER_SECOND ? n : undefined
+  }
+).pipe(Config.withDefault(10))
+
+/** The instant of the first simulated event, in microseconds since the epoch; unset: the start of the process. */
+export const simStart = Config.option(
+  checked("SIM_START", "an ISO-8601 instant with an offset such as 2026-01-15T00:00:00Z", parseInstantMicros)
+)
+
+/** Where `SOURCE=replay` reads its `*.jsonl` day files; unset: RAW_DIR. */
+export const replayDir = checked("REPLAY_DIR", "a directory path such as data/raw", nonEmpty).pipe(
+  Config.orElseIf({ if: ConfigError.isMissingDataOnly, orElse: () => rawDir })
+)
+
+/** Replay pace: 1 = as recorded, 2 = twice as fast, 0 = as fast as the pipeline takes the events. */
+export const replaySpeed = checked(
+  "REPLAY_SPEED",
+  "a number of at least 0 such as 1 (as recorded), 10 (ten times faster) or 0 (as fast as possible)",
+  (raw) => {
+    const n = Number(raw)
+    return raw !== "" && Number.isFinite(n) && n >= 0 ? n : undefined
+  }
+).pipe(Config.withDefault(1))
+
 /** Renders a ConfigError as the sentences a user needs: which variable, which value, what is accepted. */
 export const describeConfigError = (error: ConfigError.ConfigError): string => {
   const messages: Array<string> = []
@@ -222,5 +266,11 @@ export const validateAll = Config.all([
   logFormat,
   consumerBatchSize,
   consumerBatchWindow,
-  directQueueCapacity
+  directQueueCapacity,
+  source,
+  simSeed,
+  simEventsPerSecond,
+  simStart,
+  replayDir,
+  replaySpeed
 ])

@@ -11,6 +11,7 @@ import { HotResponses } from "../src/api/HotPath.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, us } from "./support/events.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "api-test-"))
@@ -43,7 +44,7 @@ const minute = 60_000_000
 const btc = Array.from({ length: 300 }, (_, i) => makeEvent("BTCUSDT", t0 + i * minute, `${100 + i}.00`))
 
 beforeAll(async () => {
-  await run(Effect.flatMap(TickRepo, (repo) => repo.insertMany([...btc, makeEvent("ETHUSDT", t0, "2000.00")])))
+  await run(Effect.flatMap(TickRepo, (repo) => repo.insertMany([...btc, makeEvent("ETHUSDT", t0, "2000.00")].map(toTick))))
 }, 60_000)
 afterAll(async () => {
   await runtime.dispose()

@@ -12,7 +12,7 @@ import { parseInstantMicros } from "../src/domain/Ticker.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
-import { makeEvent, us } from "./support/events.js"
+import { makeTick, us } from "./support/events.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "api-strict-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -40,7 +40,7 @@ const serving = (env: Record<string, string> = {}) => {
   beforeAll(async () => {
     port = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => (s.address as HttpServer.TcpAddress).port))
     await runtime.runPromise(
-      Effect.flatMap(TickRepo, (r) => r.insertMany([makeEvent("BTCUSDT", us("2026-02-27T12:00:00Z"), "1.00")]))
+      Effect.flatMap(TickRepo, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-02-27T12:00:00Z"), "1.00")]))
     )
   }, 60_000)
   afterAll(() => runtime.dispose())

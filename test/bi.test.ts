@@ -14,6 +14,7 @@ import { Health } from "../src/status/Health.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, us } from "./support/events.js"
 
 const day = (date: string, open: string, high: string, low: string, close: string, volume: string, closed = true): Candle => ({
@@ -50,7 +51,7 @@ const withData = <A, E>(f: Effect.Effect<A, E, BiReports>) =>
     const db = `${yield* (yield* FileSystem.FileSystem).makeTempDirectoryScoped()}/app.db`
     return yield* Effect.gen(function* () {
       yield* (yield* CandleRepo).upsert(dataset, "klines")
-      yield* (yield* TickRepo).insertMany(ticks)
+      yield* (yield* TickRepo).insertMany(ticks.map(toTick))
       return yield* f
     }).pipe(
       Effect.provide(

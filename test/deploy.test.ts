@@ -1,11 +1,19 @@
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { parse } from "yaml"
-import { repoRoot } from "./support/process.js"
+import { freePort, getJson, mainJs, repoRoot, waitFor } from "./support/process.js"
 
 const composeFile = path.join(repoRoot, "docker-compose.yml")
+const dockerfileText = () => fs.readFileSync(path.join(repoRoot, "docker/Dockerfile"), "utf8")
+/** The Dockerfile's stages: each FROM line and the lines up to the next one. */
+const stages = (dockerfile: string) =>
+  dockerfile
+    .split(/^(?=FROM )/m)
+    .filter((part) => part.startsWith("FROM "))
+    .map((text) => ({ from: text.split("\n")[0]!, text }))
 const hasDockerCompose = spawnSync("docker-compose", ["version"], { stdio: "ignore" }).status === 0
 
 describe("Docker deployment files", () => {
@@ -64,6 +72,81 @@ describe("Docker deployment files", () => {
     // everything the image copies exists in the repository
     for (const [, src] of dockerfile.matchAll(/^COPY (?!--from)([^\n]+) \.\/?\S*$/gm)) {
       for (const file of src!.split(" ")) expect(fs.existsSync(path.join(repoRoot, file)), file).toBe(true)
+    }
+  })
+
+  it("both stages run Node 24 LTS, the SQLite driver supports Node 20, 22 and 24, and package.json allows >= 20", () => {
+    const all = stages(dockerfileText())
+    expect(all.length).toBeGreaterThanOrEqual(2)
+    for (const stage of all) expect(stage.from).toMatch(/^FROM node:24-bookworm-slim AS \w+$/)
+    const manifest = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8"))
+    expect(manifest.engines.node).toBe(">=20")
+    // the driver is compiled for the image's Node in the build stage; its engines must include it
+    const driver = JSON.parse(fs.readFileSync(path.join(repoRoot, "node_modules", "better-sqlite3", "package.json"), "utf8"))
+    for (const major of ["20", "22", "24"]) expect(driver.engines.node, `better-sqlite3 ${driver.version} on Node ${major}`).toContain(`${major}.x`)
+  })
+
+  it("the image ships the bundle: built by scripts/build.mjs, copied with only its run-time packages", () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8"))
+    expect(manifest.scripts.build).toBe("node scripts/build.mjs")
+    const [build, runtime] = [stages(dockerfileText())[0]!, stages(dockerfileText()).at(-1)!]
+    expect(build.text).toMatch(/^RUN npm ci\b/m)
+    expect(build.text).toMatch(/npm run build/)
+    expect(build.text).toMatch(/node scripts\/build\.mjs --runtime-modules \/runtime/)
+    expect(runtime.text).toMatch(/^COPY --from=build (--chown=\S+ )?\/app\/dist \.\/dist$/m)
+    expect(runtime.text).toMatch(/^COPY --from=build (--chown=\S+ )?\/runtime\/node_modules \.\/node_modules$/m)
+    // no sources, no full node_modules in the runtime stage
+    expect(runtime.text).not.toMatch(/^COPY .*\bsrc\b/m)
+    expect(runtime.text).not.toMatch(/^COPY --from=build (--chown=\S+ )?\/app\/node_modules/m)
+  })
+
+  it("the bundle starts, serves /health/live and exits 0 on SIGTERM with only the packages the image copies", async () => {
+    if (!fs.existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does it first)")
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "deploy-bundle-"))
+    try {
+      // the runtime stage's /app: package.json, dist/ and the run-time packages, nothing else
+      fs.mkdirSync(path.join(dir, "app", "dist"), { recursive: true })
+      fs.copyFileSync(path.join(repoRoot, "package.json"), path.join(dir, "app", "package.json"))
+      fs.copyFileSync(mainJs, path.join(dir, "app", "dist", "main.js"))
+      const copy = spawnSync(process.execPath, [path.join(repoRoot, "scripts", "build.mjs"), "--runtime-modules", path.join(dir, "app")], {
+        encoding: "utf8"
+      })
+      expect(copy.status, copy.stderr).toBe(0)
+      const packages = fs.readdirSync(path.join(dir, "app", "node_modules"))
+      expect(packages).toContain("better-sqlite3")
+      expect(packages).not.toContain("effect")
+      expect(packages).not.toContain("kafkajs")
+      const port = await freePort()
+      const closed = await freePort()
+      const child = spawn(process.execPath, ["dist/main.js", "--role=all"], {
+        cwd: path.join(dir, "app"),
+        env: {
+          PATH: process.env.PATH ?? "",
+          HOME: process.env.HOME ?? "",
+          BINANCE_BASE_URL: `http://127.0.0.1:${closed}`,
+          HOST: "127.0.0.1",
+          PORT: String(port),
+          STORAGE_PATH: path.join(dir, "data", "app.db"),
+          RAW_DIR: path.join(dir, "data", "raw"),
+          LOG_FORMAT: "json"
+        },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      child.stdout.on("data", (d) => (output += d))
+      child.stderr.on("data", (d) => (output += d))
+      const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? "?")))
+      try {
+        await waitFor(async () => ((await getJson(`http://127.0.0.1:${port}/health/live`))?.status === 200 ? true : undefined), 20_000, "/health/live")
+      } catch (e) {
+        child.kill("SIGKILL")
+        throw new Error(`${String(e)}; it printed: ${output}`)
+      }
+      child.kill("SIGTERM")
+      expect(await exited, output).toBe(0)
+      expect(fs.existsSync(path.join(dir, "data", "app.db"))).toBe(true)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   })
 })

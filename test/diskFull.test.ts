@@ -10,14 +10,14 @@ import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Layer } from "effect"
-import type { TickerEvent } from "../src/domain/Ticker.js"
+import type { Tick, TickerEvent } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { makeJsonlSink } from "../src/store/JsonlSink.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import type { SinkError } from "../src/store/TickSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
-import { makeEvent, us } from "./support/events.js"
+import { makeTick, us } from "./support/events.js"
 import { fillDisk, freeBytes, freeDisk, tmpfsScoped } from "./support/tmpfs.js"
 
 const DAY = "2026-01-15"
@@ -26,14 +26,14 @@ const t0 = us(`${DAY}T08:00:00Z`)
 /** `n` distinct events one second apart from the `from`-th second after `start` (08:00 of DAY), BTC and ETH alternating. */
 const events = (from: number, n: number, start = t0) =>
   Array.from({ length: n }, (_, i) =>
-    makeEvent(i % 2 === 0 ? "BTCUSDT" : "ETHUSDT", start + (from + i) * 1_000_000 + 123, `${100 + ((from + i) % 900)}.25`)
+    makeTick(i % 2 === 0 ? "BTCUSDT" : "ETHUSDT", start + (from + i) * 1_000_000 + 123, `${100 + ((from + i) % 900)}.25`)
   )
 
 const identity = (e: Pick<TickerEvent, "symbol" | "timestamp_utc">) => `${e.symbol}|${e.timestamp_utc}`
-const bytesOf = (batch: ReadonlyArray<TickerEvent>) => batch.reduce((n, e) => n + JSON.stringify(e).length + 1, 0)
+const bytesOf = (batch: ReadonlyArray<Tick>) => batch.reduce((n, t) => n + JSON.stringify(t.event).length + 1, 0)
 
 /** Every line of the day file is a whole JSON document, each event appears once, and exactly `expected` are there. */
-const assertWholeAndOnce = (file: string, expected: ReadonlyArray<TickerEvent>) => {
+const assertWholeAndOnce = (file: string, expected: ReadonlyArray<Tick>) => {
   const text = readFileSync(file, "utf8")
   assert.isTrue(text.endsWith("\n"), "the day file ends in the middle of a line")
   const lines = text.slice(0, -1).split("\n")
@@ -49,7 +49,7 @@ const assertWholeAndOnce = (file: string, expected: ReadonlyArray<TickerEvent>) 
   })
   const duplicated = [...counts].filter(([, n]) => n > 1)
   assert.deepStrictEqual(duplicated, [], "events written more than once")
-  const wanted = new Set(expected.map(identity))
+  const wanted = new Set(expected.map((t) => identity(t.event)))
   assert.deepStrictEqual([...counts.keys()].sort(), [...wanted].sort())
   assert.strictEqual(lines.length, wanted.size)
 }

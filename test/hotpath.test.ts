@@ -10,7 +10,7 @@ import { listeningServer } from "../src/api/NodeServer.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
-import { makeEvent, us } from "./support/events.js"
+import { makeTick, us } from "./support/events.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hot-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -62,7 +62,7 @@ describe("hot path for /trades/latest", () => {
     const { base, runtime } = start("open")
     try {
       await runtime.runPromise(
-        Effect.flatMap(TickRepo, (r) => r.insertMany([makeEvent("BTCUSDT", us("2026-03-05T12:00:00Z"), "1.00")]))
+        Effect.flatMap(TickRepo, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-03-05T12:00:00Z"), "1.00")]))
       )
       const url = "/trades/latest?symbol=BTCUSDT&limit=5"
       const hot = await runtime.runPromise(HotResponses)
@@ -82,7 +82,7 @@ describe("hot path for /trades/latest", () => {
 
       // new data shows once the remembered answer expired
       await runtime.runPromise(
-        Effect.flatMap(TickRepo, (r) => r.insertMany([makeEvent("BTCUSDT", us("2026-03-05T12:01:00Z"), "2.00")]))
+        Effect.flatMap(TickRepo, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-03-05T12:01:00Z"), "2.00")]))
       )
       await new Promise((r) => setTimeout(r, HOT_TTL_MS + 50))
       expect(hotAnswer(hot, url).served).toBe(false)
@@ -149,7 +149,7 @@ describe("hot path for /trades/latest", () => {
       const t0 = us("2026-03-05T00:00:00Z")
       await runtime.runPromise(
         Effect.flatMap(TickRepo, (r) =>
-          r.insertMany(Array.from({ length: 1000 }, (_, i) => makeEvent("BTCUSDT", t0 + i * 60_000_000, `${i}.00`)))
+          r.insertMany(Array.from({ length: 1000 }, (_, i) => makeTick("BTCUSDT", t0 + i * 60_000_000, `${i}.00`)))
         )
       )
       const hot = await runtime.runPromise(HotResponses)

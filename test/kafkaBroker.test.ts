@@ -9,6 +9,7 @@ import {
   committedOffsets,
   endOffsets,
   makeEvent,
+  makeTick,
   partitionCount,
   produceRaw,
   readAll,
@@ -20,7 +21,7 @@ import {
 import { loadKafkaScript } from "./support/kafkaGlobalSetup.js"
 
 const SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"] as const
-const keyOf = (d: Delivery) => `${d.event.symbol}#${d.event.volume}`
+const keyOf = (d: Delivery) => `${d.tick.symbol}#${d.tick.event.volume}`
 
 /** Consumes in batches in the background, recording every delivery in `seen` and acknowledging each batch. */
 const consumeInto = (
@@ -43,7 +44,7 @@ const consumeInto = (
 const publishSymbols = (broker: Context.Tag.Service<Broker>, from: number, to: number) =>
   Effect.forEach(
     Array.from({ length: to - from }, (_, i) => from + i),
-    (i) => broker.publish(SYMBOLS.map((s) => makeEvent(s, i))),
+    (i) => broker.publish(SYMBOLS.map((s) => makeTick(s, i))),
     { discard: true }
   )
 const decode = Schema.decodeUnknownEither(TickerEventJson)
@@ -155,13 +156,15 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const group = uniqueGroup()
         const { broker } = yield* startBroker(brokerEnv(topic, { CONSUMER_GROUP_ID: group }))
         const rounds = 100
-        for (let i = 0; i < rounds; i++) yield* broker.publish(SYMBOLS.map((s) => makeEvent(s, i)))
+        for (let i = 0; i < rounds; i++) yield* broker.publish(SYMBOLS.map((s) => makeTick(s, i)))
 
         const received = yield* take(broker.subscribe, rounds * SYMBOLS.length)
         assert.strictEqual(new Set(received.map(keyOf)).size, received.length)
         for (const symbol of SYMBOLS) {
-          const volumes = received.filter((d) => d.event.symbol === symbol).map((d) => Number(d.event.volume))
-          assert.deepStrictEqual(volumes, Array.from({ length: rounds }, (_, i) => i))
+          const ticks = received.filter((d) => d.tick.symbol === symbol).map((d) => d.tick)
+          assert.deepStrictEqual(ticks.map((t) => Number(t.event.volume)), Array.from({ length: rounds }, (_, i) => i))
+          // decoded once at the boundary: the same Tick (identity, instant, price) that was published
+          assert.deepStrictEqual(ticks, Array.from({ length: rounds }, (_, i) => makeTick(symbol, i)))
         }
 
         const raw = yield* readAll(topic)
@@ -190,7 +193,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const topic = uniqueTopic()
         const env = brokerEnv(topic, { CONSUMER_GROUP_ID: uniqueGroup() })
         const first = yield* startBroker(env)
-        for (let i = 0; i < 40; i++) yield* first.broker.publish(SYMBOLS.map((s) => makeEvent(s, i)))
+        for (let i = 0; i < 40; i++) yield* first.broker.publish(SYMBOLS.map((s) => makeTick(s, i)))
         const received = yield* take(first.broker.subscribe, 120)
         const half = received.slice(0, 60)
         yield* first.broker.acknowledge(half)
@@ -266,7 +269,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
 
         // A restarted consumer starts after the poison: the first thing it gets is what is published next.
         const second = yield* startBroker(env)
-        yield* second.broker.publish([makeEvent("BTCUSDT", 7), makeEvent("ETHUSDT", 7)])
+        yield* second.broker.publish([makeTick("BTCUSDT", 7), makeTick("ETHUSDT", 7)])
         const next = yield* take(second.broker.subscribe, 2)
         assert.sameMembers(next.map(keyOf), ["BTCUSDT#7", "ETHUSDT#7"])
       }),
@@ -280,7 +283,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const topic = uniqueTopic()
         const env = brokerEnv(topic, { CONSUMER_GROUP_ID: uniqueGroup() })
         const first = yield* startBroker(env)
-        const all = Array.from({ length: 20 }, (_, i) => SYMBOLS.map((s) => makeEvent(s, i))).flat()
+        const all = Array.from({ length: 20 }, (_, i) => SYMBOLS.map((s) => makeTick(s, i))).flat()
         yield* first.broker.publish(all)
 
         const seen: Array<Delivery> = []
@@ -301,7 +304,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         yield* first.stop
 
         const delivered = new Set(seen.map(keyOf))
-        const rest = all.map((e) => `${e.symbol}#${e.volume}`).filter((k) => !delivered.has(k))
+        const rest = all.map((t) => `${t.symbol}#${t.event.volume}`).filter((k) => !delivered.has(k))
         if (rest.length > 0) {
           const second = yield* startBroker(env)
           const again = yield* takeUntilSeen(second.broker.subscribe, rest)
@@ -321,7 +324,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const { broker, health, stop } = yield* startBroker(env)
         assert.isBelow(Date.now() - built, 2_000)
 
-        yield* broker.publish(SYMBOLS.map((s) => makeEvent(s, 0))).pipe(
+        yield* broker.publish(SYMBOLS.map((s) => makeTick(s, 0))).pipe(
           Effect.timeoutFail({ duration: "1 second", onTimeout: () => new Error("publish into the buffer blocked") }),
           Effect.orDie
         )
@@ -334,7 +337,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         assert.include(state.detail ?? "", "127.0.0.1:1")
 
         // 3 buffered + 3 more > KAFKA_PRODUCER_BUFFER=5: publish suspends instead of growing or dropping.
-        const blocked = yield* broker.publish(SYMBOLS.map((s) => makeEvent(s, 1))).pipe(
+        const blocked = yield* broker.publish(SYMBOLS.map((s) => makeTick(s, 1))).pipe(
           Effect.timeout("500 millis"),
           Effect.option
         )
@@ -347,7 +350,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         yield* stop
         assert.isBelow(Date.now() - closing, 5_000)
 
-        const after = yield* Effect.either(broker.publish([makeEvent("BTCUSDT", 2)]))
+        const after = yield* Effect.either(broker.publish([makeTick("BTCUSDT", 2)]))
         assert.isTrue(Either.isLeft(after) && after.left.op === "publish")
       }),
     30_000

@@ -5,7 +5,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { TickerEventJson } from "../src/domain/Ticker.js"
 import { type FakeBinance, startFakeBinance } from "./support/fakeBinance.js"
-import { kafkaBootstrap, makeEvent, produceRaw, readAll, startBroker, uniqueGroup, uniqueTopic } from "./support/kafka.js"
+import { kafkaBootstrap, makeEvent, makeTick, produceRaw, readAll, startBroker, uniqueGroup, uniqueTopic } from "./support/kafka.js"
 import { loadKafkaScript } from "./support/kafkaGlobalSetup.js"
 import { freePort, getJson, mainJs, type RunningMain, runMain, waitFor } from "./support/process.js"
 import { query, tickCount } from "./support/sqlite.js"
@@ -126,7 +126,7 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
         const first = role("consumer", topic, consumerEnv)
         // publish while the consumer runs; kill it once it has stored some but not all
         for (let i = 0; i < total; i += 100) {
-          const batch = Array.from({ length: 100 }, (_, j) => makeEvent(["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"][(i + j) % 4]!, i + j))
+          const batch = Array.from({ length: 100 }, (_, j) => makeTick(["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"][(i + j) % 4]!, i + j))
           yield* broker.publish(batch)
           if (i === 2000) {
             yield* Effect.promise(() => waitFor(() => (tickCount(db) > 0 ? true : undefined), 30_000, "first rows"))
@@ -204,7 +204,7 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
     await run(
       Effect.gen(function* () {
         const { broker } = yield* startBroker({ KAFKA_BOOTSTRAP_SERVERS: kafkaBootstrap(), TOPIC_NAME: topic, TOPIC_PARTITIONS: "4" })
-        yield* broker.publish(Array.from({ length: total }, (_, i) => makeEvent(symbols[i % symbols.length]!, i)))
+        yield* broker.publish(Array.from({ length: total }, (_, i) => makeTick(symbols[i % symbols.length]!, i)))
       })
     )
     await waitFor(() => (tickCount(db) === total ? true : undefined), 60_000, `${total} rows from two consumers`)

@@ -4,15 +4,15 @@ import { runConsumer } from "../src/app/Consumer.js"
 import { Broker, type Delivery } from "../src/broker/Broker.js"
 import { DirectBrokerLive } from "../src/broker/DirectBroker.js"
 import { SinkError, TickSink } from "../src/store/TickSink.js"
-import type { TickerEvent } from "../src/domain/Ticker.js"
+import type { Tick } from "../src/domain/Ticker.js"
 import { advance, eventually, realDelay, withEnv } from "./support/effect.js"
-import { makeEvent } from "./support/events.js"
+import { makeTick } from "./support/events.js"
 
-const events = (n: number, symbol = "BTCUSDT") => Array.from({ length: n }, (_, i) => makeEvent(symbol, 1_700_000_000_000_000 + i))
+const events = (n: number, symbol = "BTCUSDT") => Array.from({ length: n }, (_, i) => makeTick(symbol, 1_700_000_000_000_000 + i))
 
 /** A sink that records each batch; it fails the first `failures` calls. */
 const recordingSink = (failures = 0) => {
-  const batches: Array<ReadonlyArray<TickerEvent>> = []
+  const batches: Array<ReadonlyArray<Tick>> = []
   let calls = 0
   const layer = Layer.succeed(
     TickSink,
@@ -39,7 +39,7 @@ describe("DirectBroker", () => {
       yield* broker.publish(sent.slice(20))
       yield* broker.close
       const received = yield* Stream.runCollect(broker.subscribe)
-      assert.deepStrictEqual(Chunk.toReadonlyArray(received).map((d) => d.event), sent)
+      assert.deepStrictEqual(Chunk.toReadonlyArray(received).map((d) => d.tick), sent)
     }).pipe(Effect.provide(DirectBrokerLive), withEnv({}))
   )
 
@@ -55,7 +55,7 @@ describe("DirectBroker", () => {
       yield* Fiber.join(publishing)
       yield* broker.close
       yield* Fiber.join(consuming)
-      assert.deepStrictEqual(received.map((d) => d.event), sent)
+      assert.deepStrictEqual(received.map((d) => d.tick), sent)
     }).pipe(Effect.provide(DirectBrokerLive), withEnv({ DIRECT_QUEUE_CAPACITY: "5" }))
   )
 })
@@ -92,7 +92,7 @@ describe("consumer", () => {
         Broker,
         Broker.of({
           publish: () => Effect.void,
-          subscribe: Stream.fromIterable(sent.map((event, offset) => ({ event, receipt: offset }))),
+          subscribe: Stream.fromIterable(sent.map((tick, offset) => ({ tick, receipt: offset }))),
           acknowledge: (ds) => Ref.update(acknowledged, (a) => [...a, ...ds.map((d) => d.receipt as number)]),
           close: Effect.void,
           pending: Effect.succeed(0)

@@ -3,7 +3,7 @@ import { Clock, Duration, Effect, Fiber, Layer, Option, Schema, TestClock } from
 import { runProducer, pollOnce } from "../src/app/Producer.js"
 import { BinanceClient, type TickerBatch } from "../src/binance/BinanceClient.js"
 import { BinanceUnavailable, RateLimited } from "../src/binance/BinanceError.js"
-import { TickerEventJson, type TickerSymbol } from "../src/domain/Ticker.js"
+import { TickerEventJson, type TickerSymbol, toTick } from "../src/domain/Ticker.js"
 import { Health } from "../src/status/Health.js"
 import { advance, eventually, realDelay, withEnv } from "./support/effect.js"
 import { type FakeBinance, startFakeBinance } from "./support/fakeBinance.js"
@@ -50,13 +50,16 @@ describe("producer", () => {
   it.live("turns one request into one contract event per symbol, prices as strings", () =>
     Effect.gen(function* () {
       const spy = makeBrokerSpy()
-      const events = yield* pollOnce(["BTCUSDT", "ETHUSDT"] as Array<TickerSymbol>).pipe(
+      const ticks = yield* pollOnce(["BTCUSDT", "ETHUSDT"] as Array<TickerSymbol>).pipe(
         Effect.provide(Layer.mergeAll(BinanceClient.Default, spy.layer, Health.Default)),
         withEnv({ BINANCE_BASE_URL: fake.url })
       )
-      assert.strictEqual(events.length, 2)
-      assert.deepStrictEqual(spy.published, events)
-      for (const event of events) {
+      assert.strictEqual(ticks.length, 2)
+      assert.deepStrictEqual(spy.published, ticks)
+      for (const tick of ticks) {
+        const event = tick.event
+        // The producer builds the Tick itself: the same identity and price as decoding the event gives.
+        assert.deepStrictEqual(tick, toTick(event))
         assert.deepStrictEqual(Object.keys(event), [
           "timestamp_utc",
           "symbol",

@@ -7,7 +7,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, expect, it as vit } from "vitest"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
-import { makeEvent, us } from "./support/events.js"
+import { makeTick, us } from "./support/events.js"
 import { freePort, mainJs } from "./support/process.js"
 import { type Finished, lockDatabase, readOnlyMount, runToExit, sha256 } from "./support/storageFaults.js"
 
@@ -19,7 +19,7 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 
 const t0 = us("2026-01-15T14:00:00Z")
-const batch = [makeEvent("BTCUSDT", t0, "100.10"), makeEvent("ETHUSDT", t0, "2000.20")]
+const batch = [makeTick("BTCUSDT", t0, "100.10"), makeTick("ETHUSDT", t0, "2000.20")]
 
 /** A migrated database holding `batch`, closed again (or kept open for `whileOpen`). */
 const makeDatabase = (file: string, whileOpen: () => void = () => {}) =>
@@ -191,7 +191,7 @@ describe("SQLite under another process's write lock (in process)", () => {
       const started = Date.now()
       const added = yield* Effect.gen(function* () {
         const repo = yield* TickRepo
-        return yield* repo.insertMany([makeEvent("SOLUSDT", t0, "150.00")])
+        return (yield* repo.insertMany([makeTick("SOLUSDT", t0, "150.00")])).length
       }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))), Effect.ensuring(Effect.sync(() => watch.stop())))
       const waited = Date.now() - started
       const longestPause = watch.stop()
@@ -210,14 +210,14 @@ describe("SQLite under another process's write lock (in process)", () => {
         const locker = lockDatabase(file)
         yield* Effect.promise(() => locker.locked)
         const started = Date.now()
-        const exit = yield* Effect.exit(repo.insertMany([makeEvent("SOLUSDT", t0, "150.00")])).pipe(
+        const exit = yield* Effect.exit(repo.insertMany([makeTick("SOLUSDT", t0, "150.00")])).pipe(
           Effect.ensuring(Effect.promise(locker.kill))
         )
         const tookMs = Date.now() - started
         assert.isTrue(Exit.isFailure(exit), "the write succeeded under another process's write lock")
         if (Exit.isFailure(exit)) assert.deepStrictEqual(sqliteCodes(exit.cause), ["SQLITE_BUSY"])
         assert.isBelow(tookMs, 1_000, `the write under the lock took ${tookMs} ms to fail (a long synchronous busy wait)`)
-        assert.strictEqual(yield* repo.insertMany([makeEvent("SOLUSDT", t0, "150.00")]), 1)
+        assert.strictEqual((yield* repo.insertMany([makeTick("SOLUSDT", t0, "150.00")])).length, 1)
       }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))))
     })
   , 20_000)

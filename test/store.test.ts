@@ -8,7 +8,8 @@ import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
-import { makeEvent, us } from "./support/events.js"
+import { toTick } from "../src/domain/Ticker.js"
+import { makeEvent, makeTick, us } from "./support/events.js"
 
 /** A migrated database in a fresh temporary directory that does not exist yet (it must be created). */
 const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | CandleRepo | SqlClient.SqlClient>) =>
@@ -43,15 +44,19 @@ describe("SqliteStore", () => {
     withTempDb(() =>
       Effect.gen(function* () {
         const repo = yield* TickRepo
-        assert.strictEqual(yield* repo.insertMany(batch), 4)
-        assert.strictEqual(yield* repo.insertMany(batch), 0)
-        assert.strictEqual(yield* repo.insertMany([...batch].reverse()), 0)
+        const ticks = batch.map(toTick)
+        assert.deepStrictEqual(yield* repo.insertMany(ticks), ticks)
+        assert.deepStrictEqual(yield* repo.insertMany(ticks), [])
+        assert.deepStrictEqual(yield* repo.insertMany([...ticks].reverse()), [])
+        // partly a replay, with a repeat inside the batch: only the new ticks come back, once, in batch order
+        const fresh = [makeTick("BTCUSDT", t0 + 1, "1.00"), makeTick("ETHUSDT", t0 + 2, "2.00")]
+        assert.deepStrictEqual(yield* repo.insertMany([ticks[0]!, fresh[0]!, ticks[1]!, fresh[1]!, fresh[0]!]), fresh)
         const rows = yield* repo.range("BTCUSDT", 0, Number.MAX_SAFE_INTEGER, 100)
-        assert.strictEqual(rows.length, 3)
+        assert.strictEqual(rows.length, 4)
         const symbols = yield* repo.symbols
         assert.deepStrictEqual(symbols, [
-          { symbol: "BTCUSDT", latest_timestamp_utc: batch[3]!.timestamp_utc, events: 3 },
-          { symbol: "ETHUSDT", latest_timestamp_utc: batch[1]!.timestamp_utc, events: 1 }
+          { symbol: "BTCUSDT", latest_timestamp_utc: batch[3]!.timestamp_utc, events: 4 },
+          { symbol: "ETHUSDT", latest_timestamp_utc: fresh[1]!.event.timestamp_utc, events: 2 }
         ])
       })
     )
@@ -61,9 +66,9 @@ describe("SqliteStore", () => {
     withTempDb(() =>
       Effect.gen(function* () {
         const repo = yield* TickRepo
-        yield* repo.insertMany([{ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T14:00:00+00:00" }])
-        const added = yield* repo.insertMany([{ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T16:00:00.000000+02:00" }])
-        assert.strictEqual(added, 0)
+        yield* repo.insertMany([toTick({ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T14:00:00+00:00" })])
+        const added = yield* repo.insertMany([toTick({ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T16:00:00.000000+02:00" })])
+        assert.strictEqual(added.length, 0)
       })
     )
   )
@@ -73,7 +78,7 @@ describe("SqliteStore", () => {
       Effect.gen(function* () {
         const repo = yield* TickRepo
         const withEventTime = { ...batch[0]!, event_time: "2026-01-15T13:59:59.999000+00:00" }
-        yield* repo.insertMany([withEventTime, ...batch.slice(1)])
+        yield* repo.insertMany([withEventTime, ...batch.slice(1)].map(toTick))
         const latest = yield* repo.latest("BTCUSDT", 2)
         assert.deepStrictEqual(latest, [batch[3], batch[2]])
         const range = yield* repo.range("BTCUSDT", t0, t0 + 120_000_000, 10)
@@ -88,7 +93,7 @@ describe("SqliteStore", () => {
       Effect.gen(function* () {
         const sink = yield* makeSqliteSink
         const repo = yield* TickRepo
-        const many = Array.from({ length: 2500 }, (_, i) => makeEvent(i % 2 === 0 ? "BTCUSDT" : "ETHUSDT", t0 + i))
+        const many = Array.from({ length: 2500 }, (_, i) => makeTick(i % 2 === 0 ? "BTCUSDT" : "ETHUSDT", t0 + i))
         yield* sink.writeBatch(many)
         yield* sink.writeBatch(many.slice(1000, 2000))
         const symbols = yield* repo.symbols
@@ -106,10 +111,10 @@ describe("candles from the live stream", () => {
         const candles = yield* CandleRepo
         const m = us("2026-01-15T10:00:00Z")
         yield* sink.writeBatch([
-          makeEvent("BTCUSDT", m + 5_000_000, "100.00"),
-          makeEvent("BTCUSDT", m + 20_000_000, "103.00"),
-          makeEvent("BTCUSDT", m + 40_000_000, "99.00"),
-          makeEvent("BTCUSDT", m + 65_000_000, "101.00")
+          makeTick("BTCUSDT", m + 5_000_000, "100.00"),
+          makeTick("BTCUSDT", m + 20_000_000, "103.00"),
+          makeTick("BTCUSDT", m + 40_000_000, "99.00"),
+          makeTick("BTCUSDT", m + 65_000_000, "101.00")
         ])
         const minutes = yield* candles.candles("BTCUSDT", "1m", Date.UTC(2026, 0, 15), Date.UTC(2026, 0, 16))
         assert.deepStrictEqual(
@@ -161,8 +166,8 @@ describe("JsonlSink", () => {
       const sink = yield* makeJsonlSink(dir)
       const lateEvening = makeEvent("BTCUSDT", us("2026-01-15T23:59:59.999Z") + 999)
       const nextDay = makeEvent("BTCUSDT", us("2026-01-16T00:00:00Z"))
-      yield* sink.writeBatch([lateEvening, nextDay])
-      yield* sink.writeBatch([makeEvent("ETHUSDT", us("2026-01-16T00:00:01Z"))])
+      yield* sink.writeBatch([lateEvening, nextDay].map(toTick))
+      yield* sink.writeBatch([makeTick("ETHUSDT", us("2026-01-16T00:00:01Z"))])
       assert.deepStrictEqual((yield* fs.readDirectory(dir)).sort(), ["2026-01-15.jsonl", "2026-01-16.jsonl"])
       const day1 = yield* fs.readFileString(`${dir}/2026-01-15.jsonl`)
       assert.strictEqual(day1, `${JSON.stringify(lateEvening)}\n`)
@@ -176,12 +181,12 @@ describe("JsonlSink", () => {
     Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
       const dir = yield* fs.makeTempDirectoryScoped()
-      const events = [makeEvent("BTCUSDT", t0), makeEvent("ETHUSDT", t0), makeEvent("BTCUSDT", t0)]
+      const ticks = [makeTick("BTCUSDT", t0), makeTick("ETHUSDT", t0), makeTick("BTCUSDT", t0)]
       const first = yield* makeJsonlSink(dir)
-      yield* first.writeBatch(events)
-      yield* first.writeBatch(events)
+      yield* first.writeBatch(ticks)
+      yield* first.writeBatch(ticks)
       const restarted = yield* makeJsonlSink(dir)
-      yield* restarted.writeBatch([...events, makeEvent("BTCUSDT", t0 + 1)])
+      yield* restarted.writeBatch([...ticks, makeTick("BTCUSDT", t0 + 1)])
       const lines = (yield* fs.readFileString(`${dir}/2026-01-15.jsonl`)).trimEnd().split("\n")
       assert.strictEqual(lines.length, 3)
     }).pipe(Effect.provide(NodeContext.layer))
@@ -198,7 +203,7 @@ describe("JsonlSink after a crash", () => {
       yield* fs.writeFileString(file, `${JSON.stringify(whole)}\n{"timestamp_utc":"2026-01-15T14:00:01`)
       const sink = yield* makeJsonlSink(dir)
       const next = makeEvent("ETHUSDT", t0 + 1)
-      yield* sink.writeBatch([whole, next])
+      yield* sink.writeBatch([whole, next].map(toTick))
       const lines = (yield* fs.readFileString(file)).split("\n")
       assert.deepStrictEqual(JSON.parse(lines[2]!), next)
       assert.strictEqual(lines.length, 4)

@@ -1,7 +1,6 @@
 import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import * as AppConfig from "../Config.js"
 import { Broker } from "../broker/Broker.js"
-import { eventKey } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
 import { TickSink } from "../store/TickSink.js"
 
@@ -28,15 +27,15 @@ export const runConsumer = Effect.gen(function* () {
     Stream.groupedWithin(batchSize, batchWindow),
     Stream.mapEffect((chunk) => {
       const deliveries = Chunk.toReadonlyArray(chunk)
-      const events = deliveries.map((d) => d.event)
-      return sink.writeBatch(events).pipe(
+      const ticks = deliveries.map((d) => d.tick)
+      return sink.writeBatch(ticks).pipe(
         Effect.tapError((e) => Effect.logError("storing a batch failed; retrying", Cause.fail(e))),
         Effect.retry(sinkRetry),
         Effect.zipRight(broker.acknowledge(deliveries)),
         Effect.zipRight(holding(-deliveries.length)),
         Effect.zipRight(
           Option.isSome(health)
-            ? health.value.stored(events.reduce((newest, e) => Math.max(newest, eventKey(e).tsMicros), 0))
+            ? health.value.stored(ticks.reduce((newest, t) => Math.max(newest, t.tsMicros), 0))
             : Effect.void
         ),
         Effect.zipRight(Effect.logDebug("stored batch").pipe(Effect.annotateLogs({ events: deliveries.length })))

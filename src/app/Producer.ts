@@ -4,7 +4,7 @@ import { BinanceClient, type Ticker24h } from "../binance/BinanceClient.js"
 import type { BinanceError } from "../binance/BinanceError.js"
 import { isRetryable, retryPolicy } from "../binance/retry.js"
 import { Broker } from "../broker/Broker.js"
-import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../domain/Ticker.js"
+import { formatInstantMicros, type Tick, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
 import { StopRequested } from "./Shutdown.js"
 
@@ -22,6 +22,12 @@ export const toEvent = (ticker: Ticker24h, observedMicros: number): TickerEvent 
   event_time: formatInstantMicros(ticker.closeTime * 1000)
 })
 
+/** A Binance 24h ticker as a Tick observed at `observedMicros`: the producer knows its instant and price already. */
+const toTickAt = (ticker: Ticker24h, observedMicros: number): Tick => {
+  const event = toEvent(ticker, observedMicros)
+  return { event, symbol: event.symbol, tsMicros: observedMicros, price: Number(ticker.lastPrice) }
+}
+
 /** Fetches all `symbols` in one request (retrying transient failures) and publishes one event per ticker. */
 export const pollOnce = Effect.fn("Producer.pollOnce")(function* (symbols: ReadonlyArray<TickerSymbol>) {
   const client = yield* BinanceClient
@@ -34,21 +40,21 @@ export const pollOnce = Effect.fn("Producer.pollOnce")(function* (symbols: Reado
   )
   for (const reason of batch.skipped) yield* Effect.logWarning(`skipped a malformed ticker entry: ${reason}`)
   const observedMicros = Number((yield* Clock.currentTimeNanos) / 1000n)
-  const events = batch.tickers.map((t) => toEvent(t, observedMicros))
+  const ticks = batch.tickers.map((t) => toTickAt(t, observedMicros))
   // A full broker buffer suspends publish (backpressure); after a while /health says so.
   const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
     Effect.zipRight(
       health.producerBlocked(
-        `the broker has not taken ${events.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
+        `the broker has not taken ${ticks.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
       )
     ),
     Effect.zipRight(Effect.never)
   )
   // Counted until the broker has them: a publish cut short by a stop shows in the shutdown line.
-  yield* health.producerPublishing(events.length)
-  yield* Effect.raceFirst(broker.publish(events), blocked)
+  yield* health.producerPublishing(ticks.length)
+  yield* Effect.raceFirst(broker.publish(ticks), blocked)
   yield* health.producerPublishing(0)
-  return events
+  return ticks
 })
 
 /**

@@ -1,5 +1,5 @@
 import { Context, Data, type Effect, type Stream } from "effect"
-import type { TickerEvent } from "../domain/Ticker.js"
+import type { Tick } from "../domain/Ticker.js"
 
 export class BrokerError extends Data.TaggedError("BrokerError")<{
   readonly op: "connect" | "publish" | "subscribe" | "commit"
@@ -11,9 +11,9 @@ export class BrokerError extends Data.TaggedError("BrokerError")<{
   }
 }
 
-/** One event handed to a subscriber, with what the broker needs to acknowledge it later. */
+/** One event handed to a subscriber, decoded once at the broker boundary, with what the broker needs to acknowledge it later. */
 export interface Delivery {
-  readonly event: TickerEvent
+  readonly tick: Tick
   /** Opaque to the consumer: the broker's own position of this event (e.g. a Kafka offset). */
   readonly receipt: unknown
 }
@@ -26,7 +26,7 @@ export class Broker extends Context.Tag("broker/Broker")<
   Broker,
   {
     /** Hands events to the broker; suspends (backpressure) while the broker's buffer is full. */
-    readonly publish: (events: ReadonlyArray<TickerEvent>) => Effect.Effect<void, BrokerError>
+    readonly publish: (ticks: ReadonlyArray<Tick>) => Effect.Effect<void, BrokerError>
     /** The events for this consumer, in per-symbol order. Ends after `close`, once what was published is drained. */
     readonly subscribe: Stream.Stream<Delivery, BrokerError>
     /** Marks the deliveries as stored; the broker will not hand them out again. */

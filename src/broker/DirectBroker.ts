@@ -1,6 +1,6 @@
 import { Effect, Layer, Mailbox, Option } from "effect"
 import * as AppConfig from "../Config.js"
-import type { TickerEvent } from "../domain/Ticker.js"
+import type { Tick } from "../domain/Ticker.js"
 import { Broker, BrokerError, type Delivery } from "./Broker.js"
 
 /**
@@ -16,8 +16,8 @@ export const DirectBrokerLive = Layer.scoped(
       m.shutdown
     )
     return Broker.of({
-      publish: (events: ReadonlyArray<TickerEvent>) =>
-        mailbox.offerAll(events.map((event) => ({ event, receipt: undefined }))).pipe(
+      publish: (ticks: ReadonlyArray<Tick>) =>
+        mailbox.offerAll(ticks.map((tick) => ({ tick, receipt: undefined }))).pipe(
           Effect.flatMap((rejected) =>
             rejected.length === 0
               ? Effect.void

@@ -37,7 +37,7 @@ import {
   type Producer
 } from "kafkajs"
 import * as AppConfig from "../Config.js"
-import { CONTRACT_VERSION, type TickerEvent, TickerEventJson } from "../domain/Ticker.js"
+import { CONTRACT_VERSION, type Tick, TickerEventJson, toTick } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
 import { Broker, BrokerError, type Delivery } from "./Broker.js"
 
@@ -151,10 +151,13 @@ const kafkaLogCreator = (runtime: Runtime.Runtime<never>) => () => (entry: LogEn
   )
 }
 
-/** The contract event in a message, or one line saying why it is not one. */
-const decodeMessage = (message: KafkaMessage): Either.Either<TickerEvent, string> => {
+const decodeEvent = Schema.decodeUnknownEither(TickerEventJson)
+
+/** The contract event in a message as a Tick (decoded once, here), or one line saying why it is not one. */
+const decodeMessage = (message: KafkaMessage): Either.Either<Tick, string> => {
   if (message.value === null) return Either.left("the message has no value")
-  return Schema.decodeUnknownEither(TickerEventJson)(message.value.toString("utf8"), { errors: "all" }).pipe(
+  return decodeEvent(message.value.toString("utf8"), { errors: "all" }).pipe(
+    Either.map(toTick),
     Either.mapLeft((error) =>
       ParseResult.ArrayFormatter.formatErrorSync(error)
         .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
@@ -275,9 +278,9 @@ const make = Effect.gen(function* () {
   const encode = Schema.encode(TickerEventJson)
   const headers = { "contract-version": CONTRACT_VERSION, "content-type": "application/json" }
 
-  const toMessage = (event: TickerEvent) =>
-    encode(event).pipe(
-      Effect.map((value): Message => ({ key: event.symbol, value, headers })),
+  const toMessage = (tick: Tick) =>
+    encode(tick.event).pipe(
+      Effect.map((value): Message => ({ key: tick.symbol, value, headers })),
       Effect.mapError(
         (cause) => new BrokerError({ op: "publish", detail: `not a valid contract event: ${cause.message}`, cause })
       )
@@ -397,13 +400,13 @@ const make = Effect.gen(function* () {
     yield* Queue.shutdown(outbox)
   })
 
-  const publish = (events: ReadonlyArray<TickerEvent>) =>
+  const publish = (ticks: ReadonlyArray<Tick>) =>
     Effect.gen(function* () {
-      if (events.length === 0) return
+      if (ticks.length === 0) return
       if (yield* Ref.get(closed)) {
         return yield* new BrokerError({ op: "publish", detail: "the Kafka producer is shutting down" })
       }
-      const messages = yield* Effect.forEach(events, (e) => toMessage(e))
+      const messages = yield* Effect.forEach(ticks, (t) => toMessage(t))
       yield* Queue.offerAll(outbox, messages)
     })
 
@@ -549,15 +552,15 @@ const make = Effect.gen(function* () {
     Effect.gen(function* () {
       const { batch } = payload
       const { partition } = batch
-      const decoded = batch.messages.map((message) => ({ message, event: decodeMessage(message) }))
+      const decoded = batch.messages.map((message) => ({ message, tick: decodeMessage(message) }))
       let i = 0
       while (i < decoded.length && payload.isRunning() && !payload.isStale()) {
         const good: Array<Delivery> = []
         for (; i < decoded.length; i++) {
-          const { message, event } = decoded[i]!
-          if (Either.isLeft(event)) break
+          const { message, tick } = decoded[i]!
+          if (Either.isLeft(tick)) break
           const receipt: KafkaReceipt = { topic, partition, offset: message.offset }
-          good.push({ event: event.right, receipt })
+          good.push({ tick: tick.right, receipt })
         }
         if (good.length > 0) {
           const last = (good[good.length - 1]!.receipt as KafkaReceipt).offset
@@ -569,9 +572,9 @@ const make = Effect.gen(function* () {
         }
         const poison: Array<{ message: KafkaMessage; reason: string }> = []
         for (; i < decoded.length; i++) {
-          const { message, event } = decoded[i]!
-          if (Either.isRight(event)) break
-          poison.push({ message, reason: event.left })
+          const { message, tick } = decoded[i]!
+          if (Either.isRight(tick)) break
+          poison.push({ message, reason: tick.left })
         }
         if (poison.length > 0) {
           // Written before any later message is queued, so its offset can never be committed unless it is in the DLQ.

@@ -1,6 +1,6 @@
 import { Error as PlatformError, FileSystem, Path } from "@effect/platform"
-import { Array as Arr, Cause, Effect } from "effect"
-import { eventKey, type TickerEvent } from "../domain/Ticker.js"
+import { Cause, Effect } from "effect"
+import { parseInstantMicros, type Tick, type TickerEvent } from "../domain/Ticker.js"
 import { SinkError, TickSink } from "./TickSink.js"
 
 /** How much of an existing day file is read back to recognise replays after a restart (~45,000 lines). */
@@ -12,41 +12,72 @@ const TAIL_BYTES = 8 * 1024 * 1024
  */
 const MAX_REMEMBERED = 100_000
 /**
- * Characters of identities remembered per day file. An identity is `SYMBOL|micros`, at most 48
- * characters for a valid symbol (≤ 30); this cap holds the memory even for events that were never
- * validated.
+ * Characters of the symbols of the identities remembered per day file (a valid symbol has at most
+ * 30); this cap holds the memory even for events whose symbols were never validated.
  */
-const MAX_REMEMBERED_CHARS = MAX_REMEMBERED * 48
+const MAX_REMEMBERED_CHARS = MAX_REMEMBERED * 30
 /** Day files whose identities are kept in memory (today, yesterday and a late straggler). */
 const MAX_DAYS = 3
 // The sink's memory is therefore bounded however long it runs: at most MAX_DAYS × MAX_REMEMBERED =
-// 300,000 identities and MAX_DAYS × MAX_REMEMBERED_CHARS = 14.4 M characters (a few tens of MB at
-// worst), plus one number per day file whose failed append could not be undone yet (cut back before
-// that file's next append, so in practice only the days of the one batch being retried).
+// 300,000 identities (a symbol and a number each; 9 M symbol characters at worst, a few tens of MB),
+// plus one number per day file whose failed append could not be undone yet (cut back before that
+// file's next append, so in practice only the days of the one batch being retried).
 
-const identity = (e: TickerEvent) => `${e.symbol}|${eventKey(e).tsMicros}`
-const dayOf = (e: TickerEvent) => new Date(Math.floor(eventKey(e).tsMicros / 1000)).toISOString().slice(0, 10)
+const DAY_US = 86_400_000_000
+const dayName = (dayIndex: number) => new Date(dayIndex * 86_400_000).toISOString().slice(0, 10)
 
 const isNotFound = (e: PlatformError.PlatformError) => e._tag === "SystemError" && e.reason === "NotFound"
 
-/** The identities of one day file, in insertion order, bounded in entries and in characters. */
-class Remembered {
-  private readonly ids = new Set<string>()
+/**
+ * Event identities (symbol, instant in µs), the instants as numbers per symbol: nothing to format or
+ * parse per event. Bounded in entries and in symbol characters; the oldest fall out first, found in
+ * O(1) by the queue beside the sets.
+ */
+class Identities {
+  private readonly bySymbol = new Map<string, Set<number>>()
+  private symbols: Array<string> = []
+  private instants: Array<number> = []
+  private head = 0
   private chars = 0
 
-  has(id: string) {
-    return this.ids.has(id)
+  constructor(private readonly maxEntries = MAX_REMEMBERED, private readonly maxChars = MAX_REMEMBERED_CHARS) {}
+
+  has(symbol: string, micros: number): boolean {
+    return this.bySymbol.get(symbol)?.has(micros) === true
   }
 
-  add(id: string) {
-    if (this.ids.has(id)) return
-    this.ids.add(id)
-    this.chars += id.length
-    for (const oldest of this.ids) {
-      if (this.ids.size <= MAX_REMEMBERED && this.chars <= MAX_REMEMBERED_CHARS) break
-      this.ids.delete(oldest)
-      this.chars -= oldest.length
+  add(symbol: string, micros: number): void {
+    let instants = this.bySymbol.get(symbol)
+    if (instants === undefined) this.bySymbol.set(symbol, (instants = new Set()))
+    if (instants.has(micros)) return
+    instants.add(micros)
+    this.symbols.push(symbol)
+    this.instants.push(micros)
+    this.chars += symbol.length
+    while (this.symbols.length - this.head > this.maxEntries || this.chars > this.maxChars) this.dropOldest()
+    // Drop the forgotten part of the queue once it is most of it: amortised O(1), bounded memory.
+    if (this.head > 1024 && this.head * 2 > this.symbols.length) {
+      this.symbols = this.symbols.slice(this.head)
+      this.instants = this.instants.slice(this.head)
+      this.head = 0
     }
+  }
+
+  forEach(f: (symbol: string, micros: number) => void): void {
+    for (let i = this.head; i < this.symbols.length; i++) f(this.symbols[i]!, this.instants[i]!)
+  }
+
+  get size(): number {
+    return this.symbols.length - this.head
+  }
+
+  private dropOldest() {
+    const symbol = this.symbols[this.head]!
+    const instants = this.bySymbol.get(symbol)!
+    instants.delete(this.instants[this.head]!)
+    if (instants.size === 0) this.bySymbol.delete(symbol)
+    this.chars -= symbol.length
+    this.head++
   }
 }
 
@@ -66,7 +97,7 @@ export const makeJsonlSink = (rawDir: string) =>
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     yield* fs.makeDirectory(rawDir, { recursive: true })
-    const seen = new Map<string, Remembered>()
+    const seen = new Map<string, Identities>()
     /** Files whose failed append could not be undone, and the size to cut them back to (0: the file was new). */
     const unfinishedRollbacks = new Map<string, number>()
     /** One batch at a time: the size noted before an append is only right if nothing else appends meanwhile. */
@@ -92,15 +123,17 @@ export const makeJsonlSink = (rawDir: string) =>
       Effect.gen(function* () {
         const known = seen.get(day)
         if (known !== undefined) return known
-        const ids = new Remembered()
+        const ids = new Identities()
         const tail = yield* readTail(file)
         // A process killed mid-write can leave a torn last line: end it, so the next line stays whole.
         if (tail.length > 0 && !tail.endsWith("\n")) yield* fs.writeFileString(file, "\n", { flag: "a" })
+        // Read back once per day file and process (after a restart); the hot path never parses.
         for (const line of tail.split("\n")) {
           if (line.length === 0) continue
           try {
             const parsed = JSON.parse(line) as TickerEvent
-            ids.add(identity(parsed))
+            const micros = parseInstantMicros(parsed.timestamp_utc)
+            if (micros !== undefined) ids.add(parsed.symbol, micros)
           } catch {
             // a torn last line from a crash: it is not an identity we can match
           }
@@ -144,36 +177,43 @@ export const makeJsonlSink = (rawDir: string) =>
         yield* fs.writeFileString(file, text, { flag: "a" }).pipe(Effect.tapError(() => rollback(file, size)))
       })
 
-    const writeDay = (day: string, dayEvents: ReadonlyArray<TickerEvent>) =>
+    const writeDay = (day: string, dayTicks: ReadonlyArray<Tick>) =>
       Effect.gen(function* () {
         const file = path.join(rawDir, `${day}.jsonl`)
         yield* finishRollback(file)
         const ids = yield* remembered(day, file)
-        const fresh = new Set<string>()
-        const lines: Array<string> = []
-        for (const event of dayEvents) {
-          const id = identity(event)
-          if (ids.has(id) || fresh.has(id)) continue
-          fresh.add(id)
-          lines.push(JSON.stringify(event))
+        const fresh = new Identities(Infinity, Infinity)
+        let text = ""
+        for (const { event, symbol, tsMicros } of dayTicks) {
+          if (ids.has(symbol, tsMicros) || fresh.has(symbol, tsMicros)) continue
+          fresh.add(symbol, tsMicros)
+          text += `${JSON.stringify(event)}\n`
         }
-        if (lines.length === 0) return
+        if (fresh.size === 0) return
         // Not interruptible: an interrupted write would leave a partial append that nobody undoes.
-        yield* appendWhole(file, `${lines.join("\n")}\n`).pipe(
-          Effect.zipRight(Effect.sync(() => fresh.forEach((id) => ids.add(id)))),
+        yield* appendWhole(file, text).pipe(
+          Effect.zipRight(Effect.sync(() => fresh.forEach((symbol, micros) => ids.add(symbol, micros)))),
           Effect.uninterruptible
         )
       })
 
-    const writeBatch = (events: ReadonlyArray<TickerEvent>) =>
+    /** The batch by UTC day of its ticks' instants, in the order the days first appear. */
+    const byDay = (ticks: ReadonlyArray<Tick>) => {
+      const days = new Map<number, Array<Tick>>()
+      for (const tick of ticks) {
+        const index = Math.floor(tick.tsMicros / DAY_US)
+        const day = days.get(index)
+        if (day === undefined) days.set(index, [tick])
+        else day.push(tick)
+      }
+      return days
+    }
+
+    const writeBatch = (ticks: ReadonlyArray<Tick>) =>
       Effect.gen(function* () {
         // Best effort for files this batch does not touch; those it does are cut back in writeDay or it fails.
         for (const file of [...unfinishedRollbacks.keys()]) yield* finishRollback(file).pipe(Effect.ignore)
-        yield* Effect.forEach(
-          Object.entries(Arr.groupBy(events, dayOf)),
-          ([day, dayEvents]) => writeDay(day, dayEvents),
-          { discard: true }
-        )
+        for (const [index, dayTicks] of byDay(ticks)) yield* writeDay(dayName(index), dayTicks)
       }).pipe(
         Effect.mapError((cause) => new SinkError({ sink: "jsonl", cause })),
         lock.withPermits(1)

@@ -7,10 +7,15 @@ import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Sche
 import * as AppConfig from "../Config.js"
 import CreateTicks from "./migrations/0001_create_ticks.js"
 import CreateCandles from "./migrations/0002_create_candles.js"
+import IncrementalCandles from "./migrations/0003_incremental_candles.js"
 import { classifyStorageFailure, lockedTooLong, StorageBusy, StorageUnavailable } from "./StorageErrors.js"
 
 /** Migrations live in code (no directory globbing in dist/); the migrator records what ran. */
-const migrations = { "0001_create_ticks": CreateTicks, "0002_create_candles": CreateCandles }
+const migrations = {
+  "0001_create_ticks": CreateTicks,
+  "0002_create_candles": CreateCandles,
+  "0003_incremental_candles": IncrementalCandles
+}
 const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number(name.split("_")[0])))
 
 /**

@@ -1,15 +1,14 @@
 import { SqlClient, SqlError } from "@effect/sql"
 import { Effect } from "effect"
-import { eventKey } from "../domain/Ticker.js"
 import { CandleRepo } from "./CandleRepo.js"
 import { SinkError, TickSink } from "./TickSink.js"
 import { TickRepo } from "./TickRepo.js"
 
-const eventMillis = (e: Parameters<typeof eventKey>[0]) => Math.floor(eventKey(e).tsMicros / 1000)
-
 /**
- * The queryable sink: the events into SQLite (bronze), then the 1m candles derived from them and
- * the daily candles of their days (silver, gold), so daily aggregates cover today too.
+ * The queryable sink: the ticks into SQLite (bronze), and, in the same transaction, the newly stored
+ * ones merged into their 1m candles and daily candles (silver, gold), so daily aggregates cover today
+ * too. One transaction: a crash can never leave stored ticks whose candles were not merged (their
+ * replay would no longer be new).
  */
 export const makeSqliteSink = Effect.gen(function* () {
   const repo = yield* TickRepo
@@ -17,14 +16,15 @@ export const makeSqliteSink = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   return TickSink.of({
     name: "sqlite",
-    writeBatch: (events) =>
-      repo.insertMany(events).pipe(
-        Effect.tap((added) =>
+    writeBatch: (ticks) =>
+      repo.insertMany(ticks).pipe(
+        Effect.tap((stored) =>
           Effect.logDebug("stored batch in SQLite").pipe(
-            Effect.annotateLogs({ events: events.length, added, replayed: events.length - added })
+            Effect.annotateLogs({ events: ticks.length, added: stored.length, replayed: ticks.length - stored.length })
           )
         ),
-        Effect.zipRight(candles.refreshFromTicks(events, eventMillis)),
+        Effect.flatMap(candles.mergeTicks),
+        sql.withTransaction,
         // @effect/sql turns a failed COMMIT into a defect; in WAL mode that is where a full disk
         // (SQLITE_FULL) shows. SQLite may or may not have rolled the transaction back (its docs), so
         // roll back explicitly (an error here only means nothing was open) and retry the batch.

@@ -1,5 +1,5 @@
 import { Context, Data, Effect, Either } from "effect"
-import type { TickerEvent } from "../domain/Ticker.js"
+import type { Tick } from "../domain/Ticker.js"
 
 export class SinkError extends Data.TaggedError("SinkError")<{
   readonly sink: string
@@ -21,10 +21,13 @@ const reasonOf = (error: unknown): string => {
   return parts.join(": ")
 }
 
-/** Where consumed events end up. Writes are idempotent: writing the same batch twice stores it once. */
+/**
+ * Where consumed events end up, as Ticks (decoded once, at the broker boundary). Writes are idempotent:
+ * writing the same batch twice stores it once.
+ */
 export class TickSink extends Context.Tag("store/TickSink")<
   TickSink,
-  { readonly name: string; readonly writeBatch: (events: ReadonlyArray<TickerEvent>) => Effect.Effect<void, SinkError> }
+  { readonly name: string; readonly writeBatch: (ticks: ReadonlyArray<Tick>) => Effect.Effect<void, SinkError> }
 >() {}
 
 /** Told the outcome of each sink's write: null on success, else the reason (for /health). */
@@ -38,9 +41,9 @@ export type SinkReport = (sink: string, error: string | null) => Effect.Effect<v
 export const fanOut = (sinks: ReadonlyArray<TickSink["Type"]>, report: SinkReport = () => Effect.void): TickSink["Type"] =>
   TickSink.of({
     name: sinks.map((s) => s.name).join("+"),
-    writeBatch: (events) =>
+    writeBatch: (ticks) =>
       Effect.forEach(sinks, (s) =>
-        s.writeBatch(events).pipe(
+        s.writeBatch(ticks).pipe(
           Effect.tapBoth({ onFailure: (e) => report(s.name, e.message), onSuccess: () => report(s.name, null) }),
           Effect.either
         )

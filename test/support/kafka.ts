@@ -6,9 +6,11 @@ import { Broker } from "../../src/broker/Broker.js"
 import { KafkaBrokerLive } from "../../src/broker/KafkaBroker.js"
 import {
   formatInstantMicros,
+  type Tick,
   TICKER_24HR_SOURCE,
   type TickerEvent,
-  type TickerSymbol
+  type TickerSymbol,
+  toTick
 } from "../../src/domain/Ticker.js"
 import { Health } from "../../src/status/Health.js"
 import { withEnv } from "./effect.js"
@@ -62,6 +64,9 @@ export const makeEvent = (symbol: string, i: number): TickerEvent => ({
   volume: `${i}`,
   source: TICKER_24HR_SOURCE
 })
+
+/** `makeEvent(symbol, i)` as the Tick a producer publishes. */
+export const makeTick = (symbol: string, i: number): Tick => toTick(makeEvent(symbol, i))
 
 /** A kafkajs client for looking at topics from the outside; it logs nothing. */
 const client = () => new Kafka({ clientId: "kafka-test-raw", brokers: [kafkaBootstrap()], logLevel: logLevel.NOTHING })
