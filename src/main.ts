@@ -80,6 +80,9 @@ const cliErrors = new Set([
   "HelpRequested"
 ])
 
+/** Failures whose message is already the one line a user needs: printed alone, without a stack. */
+const oneLineErrors = new Set(["StartupError", "StorageUnavailable", "ReplayUnavailable"])
+
 /** One clear sentence for the failures a user can fix; the full cause for anything else. */
 const report = (cause: Cause.Cause<unknown>) =>
   Effect.sync(() => {
@@ -92,7 +95,7 @@ const report = (cause: Cause.Cause<unknown>) =>
         return
       }
       if (typeof e === "object" && e !== null && "_tag" in e) {
-        if ((e._tag === "StartupError" || e._tag === "StorageUnavailable") && "message" in e) {
+        if (oneLineErrors.has(String(e._tag)) && "message" in e) {
           console.error(String(e.message))
           return
         }

@@ -1,6 +1,6 @@
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Clock, Duration, Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
-import { runProducer, pollOnce } from "../src/app/Producer.js"
+import { runProducer, pollOnce } from "../src/market/PollSource.js"
 import { BinanceClient, type TickerBatch } from "../src/binance/BinanceClient.js"
 import { BinanceUnavailable, RateLimited } from "../src/binance/BinanceError.js"
 import { TickerEventJson, type TickerSymbol, toTick } from "../src/domain/Ticker.js"

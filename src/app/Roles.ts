@@ -1,4 +1,4 @@
-import { NodeHttpClient } from "@effect/platform-node"
+import { NodeContext, NodeHttpClient } from "@effect/platform-node"
 import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Option } from "effect"
 import type { Interval } from "../domain/Candles.js"
 import * as AppConfig from "../Config.js"
@@ -20,7 +20,10 @@ import { CandleRepo } from "../store/CandleRepo.js"
 import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
 import { buildBiFiles, verifyBi } from "./BiCommands.js"
 import { runConsumer } from "./Consumer.js"
-import { runProducer } from "./Producer.js"
+import { MarketSource } from "../market/MarketSource.js"
+import { PollSourceLive } from "../market/PollSource.js"
+import { ReplaySourceLive } from "../market/ReplaySource.js"
+import { SimSourceLive } from "../market/SimSource.js"
 import { StopRequested } from "./Shutdown.js"
 
 export const roles = ["all", "producer", "consumer", "api"] as const
@@ -93,6 +96,23 @@ const healthLoop = Effect.gen(function* () {
 
 /** Binance's Retry-After is kept beside the data, so a restart never sends a request during a ban. */
 const BinanceLive = BinanceClient.Default.pipe(Layer.provide(RateLimitStoreLive))
+
+/** Where events come from (SOURCE): Binance's REST tickers, a simulated market, or recorded day files. */
+const SourceLive = Layer.unwrapEffect(
+  Effect.map(AppConfig.source, (source) => {
+    switch (source) {
+      case "poll":
+        return PollSourceLive.pipe(Layer.provide(BinanceLive))
+      case "sim":
+        return SimSourceLive
+      case "replay":
+        return ReplaySourceLive.pipe(Layer.provide(NodeContext.layer))
+    }
+  })
+)
+
+/** The producer loop: the configured source, publishing until it ends or a stop is requested. */
+const runSource = Effect.flatMap(MarketSource, (source) => source.run)
 
 const StoreLive = Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
 
@@ -180,7 +200,7 @@ export const runRole = (role: Role) =>
         message: `--role=${role} needs BROKER_MODE=kafka: in direct mode the broker is an in-process queue, so run --role=all, or set BROKER_MODE=kafka and KAFKA_BOOTSTRAP_SERVERS.`
       })
     }
-    yield* Effect.logInfo(`starting role ${role} with BROKER_MODE=${mode}`)
+    yield* Effect.logInfo(`starting role ${role} with BROKER_MODE=${mode}${role === "all" || role === "producer" ? ` and SOURCE=${yield* AppConfig.source}` : ""}`)
     const api = Layer.launch(ServerLive).pipe(
       Effect.catchTag("ServeError", (e) =>
         Effect.flatMap(Effect.all([AppConfig.port, AppConfig.host]), ([port, host]) =>
@@ -190,19 +210,18 @@ export const runRole = (role: Role) =>
     )
     switch (role) {
       case "all":
-        return yield* runLoops({ producer: runProducer, consumer: runConsumer, api }).pipe(
+        return yield* runLoops({ producer: runSource, consumer: runConsumer, api }).pipe(
           Effect.provide(
-            Layer.mergeAll(BinanceLive, SinkLive, BrokerLive).pipe(
+            SourceLive.pipe(
+              Layer.provideMerge(Layer.merge(SinkLive, BrokerLive)),
               Layer.provideMerge(StoreLive),
               Layer.provideMerge(Health.Default)
             )
           )
         )
       case "producer":
-        return yield* runLoops({ producer: runProducer, api: healthLoop }).pipe(
-          Effect.provide(
-            Layer.mergeAll(BinanceLive, BrokerLive).pipe(Layer.provideMerge(Health.Default))
-          )
+        return yield* runLoops({ producer: runSource, api: healthLoop }).pipe(
+          Effect.provide(SourceLive.pipe(Layer.provideMerge(BrokerLive), Layer.provideMerge(Health.Default)))
         )
       case "consumer":
         return yield* runLoops({ consumer: runConsumer, api: healthLoop }).pipe(

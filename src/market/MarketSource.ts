@@ -1,4 +1,6 @@
 import { Context, Deferred, Duration, Effect, Option } from "effect"
+import { Broker, type BrokerError } from "../broker/Broker.js"
+import { Health } from "../status/Health.js"
 import type { MarketSourceName } from "../Config.js"
 import type { Tick } from "../domain/Ticker.js"
 import { StopRequested } from "../app/Shutdown.js"
@@ -37,3 +39,30 @@ export const stopSignal: Effect.Effect<StopSignal> = Effect.map(Effect.serviceOp
       }
     : { requested: Effect.succeed(false), pause: (millis) => Effect.sleep(Duration.millis(millis)) }
 )
+
+/** A publish the broker has not taken after this long shows the producer as `blocked` on /health. */
+const BLOCKED_AFTER = Duration.seconds(1)
+
+/**
+ * `Broker.publish` as every source uses it: a full broker buffer suspends it (backpressure), and
+ * after BLOCKED_AFTER /health shows the producer `blocked`; the batch is counted until the broker
+ * has it, so a publish cut short by a stop shows in the shutdown line.
+ */
+export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker | Health> = Effect.gen(function* () {
+  const broker = yield* Broker
+  const health = yield* Health
+  return (ticks) => {
+    const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
+      Effect.zipRight(
+        health.producerBlocked(
+          `the broker has not taken ${ticks.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
+        )
+      ),
+      Effect.zipRight(Effect.never)
+    )
+    return health.producerPublishing(ticks.length).pipe(
+      Effect.zipRight(Effect.raceFirst(broker.publish(ticks), blocked)),
+      Effect.zipRight(health.producerPublishing(0))
+    )
+  }
+})

@@ -1,10 +1,9 @@
 import { type Error as PlatformError, FileSystem, Path } from "@effect/platform"
 import { Clock, Data, Duration, Effect, Either, Layer, Option, ParseResult, Schema, Stream } from "effect"
 import * as AppConfig from "../Config.js"
-import { Broker } from "../broker/Broker.js"
 import { type Tick, TickerEventJson, toTick } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
-import { MarketSource, type Publish, stopSignal } from "./MarketSource.js"
+import { MarketSource, type Publish, stopSignal, watchedPublish } from "./MarketSource.js"
 
 /** The most events one publish carries. */
 export const REPLAY_BATCH = 500
@@ -224,5 +223,5 @@ export const makeReplaySource = <E extends { readonly message: string }>(publish
 /** `SOURCE=replay`: recorded day files, published through the Broker. */
 export const ReplaySourceLive = Layer.effect(
   MarketSource,
-  Effect.flatMap(Broker, (broker) => makeReplaySource(broker.publish))
+  Effect.flatMap(watchedPublish, (publish) => makeReplaySource(publish))
 )

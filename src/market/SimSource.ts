@@ -1,10 +1,9 @@
 import { Clock, Effect, Layer, Option } from "effect"
 import * as AppConfig from "../Config.js"
-import { Broker } from "../broker/Broker.js"
 import { makeSimMarket, type SimMarket, type SimSettings } from "../domain/SimMarket.js"
 import { formatInstantMicros, type Tick } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
-import { MarketSource, type Publish, stopSignal } from "./MarketSource.js"
+import { MarketSource, type Publish, stopSignal, watchedPublish } from "./MarketSource.js"
 
 /** At most this long between two publishes while the market is on schedule (events due are batched). */
 const STEP_MS = 50
@@ -110,5 +109,5 @@ export const makeSimSource = <E extends { readonly message: string }>(publish: P
 /** `SOURCE=sim`: the simulated market, published through the Broker. */
 export const SimSourceLive = Layer.effect(
   MarketSource,
-  Effect.flatMap(Broker, (broker) => makeSimSource(broker.publish))
+  Effect.flatMap(watchedPublish, (publish) => makeSimSource(publish))
 )

@@ -1,4 +1,4 @@
-import { Cause, Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Layer, Option, Ref } from "effect"
 import * as AppConfig from "../Config.js"
 import { BinanceClient, type Ticker24h } from "../binance/BinanceClient.js"
 import type { BinanceError } from "../binance/BinanceError.js"
@@ -6,10 +6,8 @@ import { isRetryable, retryPolicy } from "../binance/retry.js"
 import { Broker } from "../broker/Broker.js"
 import { formatInstantMicros, type Tick, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../domain/Ticker.js"
 import { Health } from "../status/Health.js"
-import { StopRequested } from "./Shutdown.js"
-
-/** A publish the broker has not taken after this long shows the producer as `blocked` on /health. */
-const BLOCKED_AFTER = Duration.seconds(1)
+import { StopRequested } from "../app/Shutdown.js"
+import { MarketSource, watchedPublish } from "./MarketSource.js"
 
 /** A Binance 24h ticker as a contract event observed at `observedMicros`. */
 export const toEvent = (ticker: Ticker24h, observedMicros: number): TickerEvent => ({
@@ -31,8 +29,8 @@ const toTickAt = (ticker: Ticker24h, observedMicros: number): Tick => {
 /** Fetches all `symbols` in one request (retrying transient failures) and publishes one event per ticker. */
 export const pollOnce = Effect.fn("Producer.pollOnce")(function* (symbols: ReadonlyArray<TickerSymbol>) {
   const client = yield* BinanceClient
-  const broker = yield* Broker
   const health = yield* Health
+  const publish = yield* watchedPublish
   const batch = yield* client.ticker24h(symbols).pipe(
     // /health shows the failure at once, even while the cycle is still retrying.
     Effect.tapError((e) => Effect.zipRight(health.producerFailed(e.message), Effect.logDebug("binance request failed", Cause.fail(e)))),
@@ -41,19 +39,7 @@ export const pollOnce = Effect.fn("Producer.pollOnce")(function* (symbols: Reado
   for (const reason of batch.skipped) yield* Effect.logWarning(`skipped a malformed ticker entry: ${reason}`)
   const observedMicros = Number((yield* Clock.currentTimeNanos) / 1000n)
   const ticks = batch.tickers.map((t) => toTickAt(t, observedMicros))
-  // A full broker buffer suspends publish (backpressure); after a while /health says so.
-  const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
-    Effect.zipRight(
-      health.producerBlocked(
-        `the broker has not taken ${ticks.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
-      )
-    ),
-    Effect.zipRight(Effect.never)
-  )
-  // Counted until the broker has them: a publish cut short by a stop shows in the shutdown line.
-  yield* health.producerPublishing(ticks.length)
-  yield* Effect.raceFirst(broker.publish(ticks), blocked)
-  yield* health.producerPublishing(0)
+  yield* publish(ticks)
   return ticks
 })
 
@@ -170,3 +156,11 @@ export const runProducer = Effect.gen(function* () {
   }
   yield* Effect.logInfo("producer stopped")
 }).pipe(Effect.annotateLogs({ service: "producer" }))
+
+/** `SOURCE=poll`: Binance's REST 24h tickers, polled on a fixed cadence. */
+export const PollSourceLive = Layer.effect(
+  MarketSource,
+  Effect.map(Effect.context<BinanceClient | Broker | Health>(), (context) =>
+    MarketSource.of({ name: "poll", run: runProducer.pipe(Effect.provide(context), Effect.orDie) })
+  )
+)
