@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Array as Arr, Clock, Effect, Schema } from "effect"
-import { buildDay, dayMergeState, mergeSpans, type TickMinute, tickMinutes, utcDate } from "../../domain/Candles.js"
+import { buildDay, dayMergeState, mergeSpans, type TickMinute, tickMinutes } from "../../domain/CandleMerge.js"
+import { utcDate } from "../../domain/Candles.js"
 
 /**
  * Incremental candles: what merging a batch's ticks into the stored candles needs, so a batch costs
