@@ -22,7 +22,7 @@ import { buildBiFiles, verifyBi } from "./BiCommands.js"
 import { runConsumer } from "./Consumer.js"
 import { MarketSource } from "../market/MarketSource.js"
 import { PollSourceLive } from "../market/PollSource.js"
-import { ReplaySourceLive } from "../market/ReplaySource.js"
+import { listReplayFiles, ReplaySourceLive } from "../market/ReplaySource.js"
 import { SimSourceLive } from "../market/SimSource.js"
 import { StopRequested } from "./Shutdown.js"
 
@@ -155,6 +155,8 @@ const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop
   readonly producer?: P
   readonly consumer?: C
   readonly api?: A
+  /** Stop (in the same order as for a signal) once the producer loop returns by itself. */
+  readonly untilProducerEnds?: boolean
 }): Effect.Effect<void, Effect.Effect.Error<P | C | A>, Effect.Effect.Context<P | C | A> | Health> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -185,7 +187,11 @@ const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop
         })
       )
       const fibers = [consumer, producer, api].filter((f) => f !== undefined)
-      yield* Effect.all(fibers.map(Fiber.join), { concurrency: "unbounded", discard: true })
+      const all = Effect.all(fibers.map(Fiber.join), { concurrency: "unbounded", discard: true })
+      if (loops.untilProducerEnds && producer) {
+        yield* Effect.raceFirst(all, Fiber.join(producer))
+        yield* Effect.logInfo("the source has ended; stopping")
+      } else yield* all
     })
   ) as never
 
@@ -200,7 +206,13 @@ export const runRole = (role: Role) =>
         message: `--role=${role} needs BROKER_MODE=kafka: in direct mode the broker is an in-process queue, so run --role=all, or set BROKER_MODE=kafka and KAFKA_BOOTSTRAP_SERVERS.`
       })
     }
-    yield* Effect.logInfo(`starting role ${role} with BROKER_MODE=${mode}${role === "all" || role === "producer" ? ` and SOURCE=${yield* AppConfig.source}` : ""}`)
+    const source = yield* AppConfig.source
+    const sourcing = role === "all" || role === "producer"
+    // Before any storage is opened or created: a replay with nothing to replay is one line and exit 1.
+    if (sourcing && source === "replay") {
+      yield* listReplayFiles(yield* AppConfig.replayDir).pipe(Effect.provide(NodeContext.layer))
+    }
+    yield* Effect.logInfo(`starting role ${role} with BROKER_MODE=${mode}${sourcing ? ` and SOURCE=${source}` : ""}`)
     const api = Layer.launch(ServerLive).pipe(
       Effect.catchTag("ServeError", (e) =>
         Effect.flatMap(Effect.all([AppConfig.port, AppConfig.host]), ([port, host]) =>
@@ -220,7 +232,8 @@ export const runRole = (role: Role) =>
           )
         )
       case "producer":
-        return yield* runLoops({ producer: runSource, api: healthLoop }).pipe(
+        // A finite source (replay) ends the producer process once everything is handed to Kafka.
+        return yield* runLoops({ producer: runSource, api: healthLoop, untilProducerEnds: true }).pipe(
           Effect.provide(SourceLive.pipe(Layer.provideMerge(BrokerLive), Layer.provideMerge(Health.Default)))
         )
       case "consumer":

@@ -125,8 +125,14 @@ export const makeJsonlSink = (rawDir: string) =>
         if (known !== undefined) return known
         const ids = new Identities()
         const tail = yield* readTail(file)
-        // A process killed mid-write can leave a torn last line: end it, so the next line stays whole.
-        if (tail.length > 0 && !tail.endsWith("\n")) yield* fs.writeFileString(file, "\n", { flag: "a" })
+        // A process killed mid-write can leave a torn last line. Its batch was never acknowledged (it
+        // comes again: Kafka redelivers, or it died with the in-process queue), so cut it off and
+        // every line of the file stays a whole event.
+        if (tail.length > 0 && !tail.endsWith("\n")) {
+          const fragment = tail.slice(tail.lastIndexOf("\n") + 1)
+          const size = Number((yield* fs.stat(file)).size)
+          yield* fs.truncate(file, size - Buffer.byteLength(fragment))
+        }
         // Read back once per day file and process (after a restart); the hot path never parses.
         for (const line of tail.split("\n")) {
           if (line.length === 0) continue
@@ -135,7 +141,7 @@ export const makeJsonlSink = (rawDir: string) =>
             const micros = parseInstantMicros(parsed.timestamp_utc)
             if (micros !== undefined) ids.add(parsed.symbol, micros)
           } catch {
-            // a torn last line from a crash: it is not an identity we can match
+            // a line damaged otherwise (not by a torn write): not an identity we can match
           }
         }
         seen.set(day, ids)
