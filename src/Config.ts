@@ -162,14 +162,20 @@ export const logFormat = checked("LOG_FORMAT", "pretty or json", oneOf("pretty",
   Config.withDefault("pretty" as const)
 )
 
-export const consumerBatchSize = checked("CONSUMER_BATCH_SIZE", "a positive whole number such as 500", positiveInt).pipe(
-  Config.withDefault(500)
+/**
+ * A batch is stored when it holds CONSUMER_BATCH_SIZE events or CONSUMER_BATCH_WINDOW_MS after its
+ * first, whichever comes first. Large batches carry high rates (a batch's fixed cost, the COMMIT
+ * above all, is shared by more events: bench/RESULTS.md, store-path); the short window bounds how
+ * long an event waits at low rates (publish-to-queryable latency).
+ */
+export const consumerBatchSize = checked("CONSUMER_BATCH_SIZE", "a positive whole number such as 2000", positiveInt).pipe(
+  Config.withDefault(2000)
 )
 export const consumerBatchWindow = checked(
   "CONSUMER_BATCH_WINDOW_MS",
-  "a positive whole number of milliseconds such as 1000",
+  "a positive whole number of milliseconds such as 100",
   positiveInt
-).pipe(Config.map(Duration.millis), Config.withDefault(Duration.seconds(1)))
+).pipe(Config.map(Duration.millis), Config.withDefault(Duration.millis(100)))
 export const directQueueCapacity = checked(
   "DIRECT_QUEUE_CAPACITY",
   "a positive whole number such as 10000",
