@@ -4,8 +4,8 @@
  * section of bench/RESULTS.md. A bench that fails does not stop the others. At the end: one line per
  * bench with its verdict and how long it took.
  *
- * Order: store-path (~1 min), e2e-direct (~7 min), e2e-kafka (~7 min, starts and stops its own Kafka),
- * memory (~14 min: 10 min + a 3 min experiment), cold-start (~1.5 min). About 30 minutes in all.
+ * Order: store-path (~0.5 min), e2e-direct (~6 min), e2e-kafka (~5 min, starts and stops its own Kafka),
+ * memory (~13 min: 10 min + a 3 min experiment), cold-start (~1 min). About 26 minutes in all.
  * The benches that need the 690 MB seeded database (seed, bi-latency, latest-throughput) and
  * hot-cache-rss are not part of it: run them with their own scripts.
  *
