@@ -13,7 +13,7 @@ import { Effect, FastCheck as fc, Layer, Schema, TestClock } from "effect"
 import { buildDay, type CandleSource } from "../src/domain/CandleMerge.js"
 import { bucketStart, type Candle, candlesFromTicks, type Interval, utcDate } from "../src/domain/Candles.js"
 import { type Tick, type TickerEvent } from "../src/domain/Ticker.js"
-import { CandleRepo } from "../src/store/CandleRepo.js"
+import { CandleRepo, DailyCandle } from "../src/store/CandleRepo.js"
 import CreateTicks from "../src/store/migrations/0001_create_ticks.js"
 import CreateCandles from "../src/store/migrations/0002_create_candles.js"
 import { sqliteLayer } from "../src/store/Sql.js"
@@ -66,19 +66,7 @@ const StoredCandle = Schema.Struct({
   trades: Schema.Number,
   closed: Schema.Number
 })
-const StoredDay = Schema.Struct({
-  symbol: Schema.String,
-  date: Schema.String,
-  open: Schema.String,
-  high: Schema.String,
-  low: Schema.String,
-  close: Schema.String,
-  volume: Schema.String,
-  quote_volume: Schema.String,
-  trades: Schema.Number,
-  closed: Schema.Number,
-  source: Schema.String
-})
+const StoredDay = DailyCandle
 type StoredDay = typeof StoredDay.Type
 
 const select = <A, I>(schema: Schema.Schema<A, I>, query: string) =>

@@ -21,6 +21,28 @@ const DAY_ROW = "(?, ?, '0', '0', 0, 'ticks', '1m', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 const ROWS_PER_STATEMENT = 1000
 
 /**
+ * The span merge of a stored row (`table`) with its excluded twin: open from the earlier first
+ * instant, close from the later last one, high/low on the numbers kept beside the strings (the
+ * earlier instant wins a tie). The same for minutes and for minute-based days.
+ */
+const spanMerge = (t: "candles" | "daily_candles") => `
+    open = CASE WHEN excluded.first_us < ${t}.first_us THEN excluded.open ELSE ${t}.open END,
+    first_us = MIN(${t}.first_us, excluded.first_us),
+    close = CASE WHEN excluded.last_us > ${t}.last_us THEN excluded.close ELSE ${t}.close END,
+    last_us = MAX(${t}.last_us, excluded.last_us),
+    high = CASE WHEN excluded.high_num > ${t}.high_num OR (excluded.high_num = ${t}.high_num AND excluded.high_us < ${t}.high_us)
+      THEN excluded.high ELSE ${t}.high END,
+    high_us = CASE WHEN excluded.high_num > ${t}.high_num OR (excluded.high_num = ${t}.high_num AND excluded.high_us < ${t}.high_us)
+      THEN excluded.high_us ELSE ${t}.high_us END,
+    high_num = MAX(${t}.high_num, excluded.high_num),
+    low = CASE WHEN excluded.low_num < ${t}.low_num OR (excluded.low_num = ${t}.low_num AND excluded.low_us < ${t}.low_us)
+      THEN excluded.low ELSE ${t}.low END,
+    low_us = CASE WHEN excluded.low_num < ${t}.low_num OR (excluded.low_num = ${t}.low_num AND excluded.low_us < ${t}.low_us)
+      THEN excluded.low_us ELSE ${t}.low_us END,
+    low_num = MIN(${t}.low_num, excluded.low_num),
+`
+
+/**
  * The merge of a batch's tick minutes into the stored ones, in SQL: open from the earliest tick,
  * close from the latest, high/low as max/min (the earliest tick winning a tie), whichever batch
  * brought them. It is `mergeSpans` (domain/CandleMerge.ts); a tick merged twice changes nothing.
@@ -28,20 +50,7 @@ const ROWS_PER_STATEMENT = 1000
  */
 const MERGE_TICK_MINUTES = `
   ON CONFLICT (symbol, interval, source, open_time) DO UPDATE SET
-    open = CASE WHEN excluded.first_us < candles.first_us THEN excluded.open ELSE candles.open END,
-    first_us = MIN(candles.first_us, excluded.first_us),
-    close = CASE WHEN excluded.last_us > candles.last_us THEN excluded.close ELSE candles.close END,
-    last_us = MAX(candles.last_us, excluded.last_us),
-    high = CASE WHEN excluded.high_num > candles.high_num OR (excluded.high_num = candles.high_num AND excluded.high_us < candles.high_us)
-      THEN excluded.high ELSE candles.high END,
-    high_us = CASE WHEN excluded.high_num > candles.high_num OR (excluded.high_num = candles.high_num AND excluded.high_us < candles.high_us)
-      THEN excluded.high_us ELSE candles.high_us END,
-    high_num = MAX(candles.high_num, excluded.high_num),
-    low = CASE WHEN excluded.low_num < candles.low_num OR (excluded.low_num = candles.low_num AND excluded.low_us < candles.low_us)
-      THEN excluded.low ELSE candles.low END,
-    low_us = CASE WHEN excluded.low_num < candles.low_num OR (excluded.low_num = candles.low_num AND excluded.low_us < candles.low_us)
-      THEN excluded.low_us ELSE candles.low_us END,
-    low_num = MIN(candles.low_num, excluded.low_num),
+    ${spanMerge("candles")}
     closed = MAX(candles.closed, excluded.closed)`
 
 /**
@@ -52,20 +61,7 @@ const MERGE_TICK_MINUTES = `
  */
 const MERGE_DAYS = `
   ON CONFLICT (symbol, date) DO UPDATE SET
-    open = CASE WHEN excluded.first_us < daily_candles.first_us THEN excluded.open ELSE daily_candles.open END,
-    first_us = MIN(daily_candles.first_us, excluded.first_us),
-    close = CASE WHEN excluded.last_us > daily_candles.last_us THEN excluded.close ELSE daily_candles.close END,
-    last_us = MAX(daily_candles.last_us, excluded.last_us),
-    high = CASE WHEN excluded.high_num > daily_candles.high_num OR (excluded.high_num = daily_candles.high_num AND excluded.high_us < daily_candles.high_us)
-      THEN excluded.high ELSE daily_candles.high END,
-    high_us = CASE WHEN excluded.high_num > daily_candles.high_num OR (excluded.high_num = daily_candles.high_num AND excluded.high_us < daily_candles.high_us)
-      THEN excluded.high_us ELSE daily_candles.high_us END,
-    high_num = MAX(daily_candles.high_num, excluded.high_num),
-    low = CASE WHEN excluded.low_num < daily_candles.low_num OR (excluded.low_num = daily_candles.low_num AND excluded.low_us < daily_candles.low_us)
-      THEN excluded.low ELSE daily_candles.low END,
-    low_us = CASE WHEN excluded.low_num < daily_candles.low_num OR (excluded.low_num = daily_candles.low_num AND excluded.low_us < daily_candles.low_us)
-      THEN excluded.low_us ELSE daily_candles.low_us END,
-    low_num = MIN(daily_candles.low_num, excluded.low_num),
+    ${spanMerge("daily_candles")}
     open_minutes = daily_candles.open_minutes + excluded.open_minutes,
     closed = MAX(daily_candles.last_us, excluded.last_us) >= (unixepoch(daily_candles.date) + 86340) * 1000000
       AND daily_candles.open_minutes + excluded.open_minutes = 0,
