@@ -41,7 +41,7 @@ import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol, toTick } from "../src/domain/Ticker.js"
 import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import {
   BENCH_SYMBOLS,
   DEFAULT_MAIN,
@@ -101,7 +101,7 @@ const MB = 1024 * 1024
 
 const seed = (dbPath: string) =>
   Effect.gen(function* () {
-    const repo = yield* TickRepo
+    const repo = yield* TickWriter
     const nowMs = Date.now()
     let written = 0
     for (const [k, symbol] of symbols.entries()) {
@@ -123,7 +123,7 @@ const seed = (dbPath: string) =>
       for (let i = 0; i < events.length; i += 1000) written += (yield* repo.insertMany(events.slice(i, i + 1000).map(toTick))).length
     }
     return written
-  }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(dbPath)))))
+  }).pipe(Effect.provide(TickWriter.Default.pipe(Layer.provideMerge(sqliteLayer(dbPath)))))
 
 // ---------------------------------------------------------------------------------------------
 // RSS of a process

@@ -20,7 +20,7 @@ import { makeJsonlSink } from "../src/store/JsonlSink.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import { fanOut, TickSink } from "../src/store/TickSink.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { BENCH_SYMBOLS, DEFAULT_MAIN, fmt, freePort, log, repoRoot, sleep } from "./lib.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ export const runProduct = (
   const { batchSize, times, timing } = options
   const db = path.join(dir, "app.db")
   const rawDir = path.join(dir, "raw")
-  const layer = Layer.mergeAll(TickRepo.Default, CandleRepo.Default).pipe(
+  const layer = Layer.mergeAll(TickWriter.Default, CandleRepo.Default).pipe(
     Layer.provideMerge(sqliteLayer(db)),
     Layer.merge(Health.Default),
     Layer.merge(NodeContext.layer)
@@ -212,8 +212,8 @@ export const runProduct = (
           write = (yield* makeJsonlSink(rawDir)).writeBatch
           break
         case "insertMany": {
-          const repo = yield* TickRepo
-          write = repo.insertMany
+          const writer = yield* TickWriter
+          write = writer.insertMany
           break
         }
       }

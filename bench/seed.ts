@@ -19,7 +19,7 @@ import type { Candle } from "../src/domain/Candles.js"
 import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol, toTick } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { BENCH_SYMBOLS, DEFAULT_DB, formatDuration, log, machineLine, recordResults, transcript } from "./lib.js"
 
 const DAY_MS = 86_400_000
@@ -159,7 +159,7 @@ const out = transcript()
 const program = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const candleRepo = yield* CandleRepo
-  const tickRepo = yield* TickRepo
+  const tickRepo = yield* TickWriter
 
   const nowMs = Date.now()
   const today = Math.floor(nowMs / DAY_MS) * DAY_MS
@@ -291,7 +291,7 @@ const program = Effect.gen(function* () {
   recordResults("seed", `Builds the benchmark database (\`bench/seed.ts\`): the time is the seeding figure.\n\n${out.block()}`)
 })
 
-const StoreLive = Layer.merge(CandleRepo.Default, TickRepo.Default).pipe(Layer.provideMerge(sqliteLayer(dbPath)))
+const StoreLive = Layer.merge(CandleRepo.Default, TickWriter.Default).pipe(Layer.provideMerge(sqliteLayer(dbPath)))
 
 Effect.runPromise(program.pipe(Effect.provide(StoreLive))).catch((error: unknown) => {
   process.stderr.write(`seed failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)

@@ -11,6 +11,7 @@ import { HotResponses } from "../src/api/HotPath.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, us } from "./support/events.js"
 
@@ -19,7 +20,7 @@ const dbFile = path.join(dir, "app.db")
 
 /** The real server on a real loopback socket, over a temporary database; SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT. */
 const TestLive = httpServer(NodeHttpServer.layerTest).pipe(
-  Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default, HotResponses.Default)),
+  Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default, HotResponses.Default)),
   Layer.provideMerge(sqliteLayer(dbFile)),
   Layer.provide(
     Layer.setConfigProvider(
@@ -29,7 +30,7 @@ const TestLive = httpServer(NodeHttpServer.layerTest).pipe(
 )
 
 const runtime = ManagedRuntime.make(TestLive)
-const run = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient | TickRepo | Health>) => runtime.runPromise(effect)
+const run = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient | TickRepo | TickWriter | Health>) => runtime.runPromise(effect)
 
 const get = (url: string) =>
   Effect.gen(function* () {
@@ -44,7 +45,7 @@ const minute = 60_000_000
 const btc = Array.from({ length: 300 }, (_, i) => makeEvent("BTCUSDT", t0 + i * minute, `${100 + i}.00`))
 
 beforeAll(async () => {
-  await run(Effect.flatMap(TickRepo, (repo) => repo.insertMany([...btc, makeEvent("ETHUSDT", t0, "2000.00")].map(toTick))))
+  await run(Effect.flatMap(TickWriter, (repo) => repo.insertMany([...btc, makeEvent("ETHUSDT", t0, "2000.00")].map(toTick))))
 }, 60_000)
 afterAll(async () => {
   await runtime.dispose()

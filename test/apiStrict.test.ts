@@ -12,6 +12,7 @@ import { parseInstantMicros } from "../src/domain/Ticker.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick, us } from "./support/events.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "api-strict-"))
@@ -27,7 +28,7 @@ const serving = (env: Record<string, string> = {}) => {
   const dbFile = path.join(dir, `app-${databases++}.db`)
   const runtime = ManagedRuntime.make(
     listeningServer({ port: 0, host: "127.0.0.1" }).pipe(
-      Layer.provideMerge(Layer.merge(TickRepo.Default, Health.Default)),
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default)),
       Layer.provideMerge(sqliteLayer(dbFile)),
       Layer.provide(
         Layer.setConfigProvider(
@@ -40,7 +41,7 @@ const serving = (env: Record<string, string> = {}) => {
   beforeAll(async () => {
     port = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (s) => (s.address as HttpServer.TcpAddress).port))
     await runtime.runPromise(
-      Effect.flatMap(TickRepo, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-02-27T12:00:00Z"), "1.00")]))
+      Effect.flatMap(TickWriter, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-02-27T12:00:00Z"), "1.00")]))
     )
   }, 60_000)
   afterAll(() => runtime.dispose())

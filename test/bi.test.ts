@@ -14,6 +14,7 @@ import { Health } from "../src/status/Health.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, us } from "./support/events.js"
 
@@ -51,11 +52,11 @@ const withData = <A, E>(f: Effect.Effect<A, E, BiReports>) =>
     const db = `${yield* (yield* FileSystem.FileSystem).makeTempDirectoryScoped()}/app.db`
     return yield* Effect.gen(function* () {
       yield* (yield* CandleRepo).upsert(dataset, "klines")
-      yield* (yield* TickRepo).insertMany(ticks.map(toTick))
+      yield* (yield* TickWriter).insertMany(ticks.map(toTick))
       return yield* f
     }).pipe(
       Effect.provide(
-        BiReports.Default.pipe(Layer.provideMerge(Layer.merge(CandleRepo.Default, TickRepo.Default)), Layer.provide(sqliteLayer(db)))
+        BiReports.Default.pipe(Layer.provideMerge(Layer.mergeAll(CandleRepo.Default, TickRepo.Default, TickWriter.Default)), Layer.provide(sqliteLayer(db)))
       )
     )
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
@@ -137,7 +138,7 @@ describe("BI endpoints over a real socket", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bi-test-"))
   const runtime = ManagedRuntime.make(
     httpServer(NodeHttpServer.layerTest).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, CandleRepo.Default, Health.Default, HotResponses.Default)),
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default, Health.Default, HotResponses.Default)),
       Layer.provideMerge(sqliteLayer(path.join(dir, "app.db"))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
     )

@@ -20,6 +20,7 @@ import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import type { TickSink } from "../src/store/TickSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick } from "./support/events.js"
 
 const MINUTE = 60_000
@@ -28,7 +29,7 @@ const WINDOW = Date.UTC(2026, 0, 15, 23, 57)
 const MINUTES = 6
 const SYMBOLS = ["BTCUSDT", "ETHUSDT"] as const
 
-type Store = TickRepo | CandleRepo | SqlClient.SqlClient
+type Store = TickRepo | TickWriter | CandleRepo | SqlClient.SqlClient
 
 /** A fresh migrated database in a temporary directory for `f`. */
 const withDb = <A, E>(f: Effect.Effect<A, E, Store>) =>
@@ -36,7 +37,7 @@ const withDb = <A, E>(f: Effect.Effect<A, E, Store>) =>
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const file = path.join(yield* fs.makeTempDirectoryScoped(), "app.db")
-    return yield* f.pipe(Effect.provide(Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
+    return yield* f.pipe(Effect.provide(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
 
 /** How a batch goes to the sink (one place, so the same scenarios can be replayed against other sinks). */
@@ -496,7 +497,7 @@ describe("migration 0003 on a database written before it", () => {
         const after = yield* storedAndRecomputed(now)
         assert.deepStrictEqual(after.minutes, after.expectedMinutes)
         assert.deepStrictEqual(after.days.filter((d) => d.date === "2026-01-15"), after.expectedDays)
-      }).pipe(Effect.provide(Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
+      }).pipe(Effect.provide(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
   )
 })

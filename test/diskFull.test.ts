@@ -17,6 +17,7 @@ import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import type { SinkError } from "../src/store/TickSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick, us } from "./support/events.js"
 import { fillDisk, freeBytes, freeDisk, tmpfsScoped } from "./support/tmpfs.js"
 
@@ -252,7 +253,7 @@ describe("SQLite sink on a full disk", () => {
         const rows = yield* tableState(sql)
         assert.deepStrictEqual(rows, { n: expected, distinct_events: expected, stats: expected, integrity: ["ok"] })
       }).pipe(
-        Effect.provide(Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(dbFile))))
+        Effect.provide(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(dbFile))))
       )
     }).pipe(Effect.provide(NodeContext.layer))
   )

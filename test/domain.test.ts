@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Either, Schema } from "effect"
+import { Either, FastCheck as fc, Schema } from "effect"
+import { eventJson } from "../src/domain/EventJson.js"
 import { formatInstantMicros, parseInstantMicros, TickerEvent, TickerEventJson } from "../src/domain/Ticker.js"
 
 const seedEvent =
@@ -36,4 +37,34 @@ describe("the data contract", () => {
     assert.isUndefined(parseInstantMicros("2026-01-15 14:03:22"))
     assert.isUndefined(parseInstantMicros("2026-01-15T14:03:22"))
   })
+})
+
+describe("eventJson (the JSONL line and the Kafka value of an event)", () => {
+  const instant = fc.integer({ min: 0, max: 4_102_444_800_000_000 }).map(formatInstantMicros)
+  const decimal = fc.stringMatching(/^-?\d{1,12}(\.\d{1,8})?$/)
+  const events = fc.record(
+    {
+      timestamp_utc: instant,
+      symbol: fc.stringMatching(/^[A-Z0-9]{2,30}$/),
+      lastPrice: decimal,
+      priceChangePercent: decimal,
+      volume: decimal,
+      // any valid source, quotes, backslashes and control characters included
+      source: fc.oneof(fc.constantFrom("binance_api_v3_ticker_24hr", "simulated"), fc.string({ minLength: 1 }).filter((s) => s.trim() === s)),
+      event_time: instant
+    },
+    { requiredKeys: ["timestamp_utc", "symbol", "lastPrice", "priceChangePercent", "volume", "source"] }
+  )
+
+  it("is JSON.stringify of the event in contract order, and decodes back to the same event", () =>
+    fc.assert(
+      fc.property(events, (e) => {
+        const event = Schema.decodeUnknownSync(TickerEvent)(e)
+        const { event_time, lastPrice, priceChangePercent, source, symbol, timestamp_utc, volume } = event
+        const text = eventJson(event)
+        assert.strictEqual(text, JSON.stringify({ timestamp_utc, symbol, lastPrice, priceChangePercent, volume, source, event_time }))
+        assert.deepStrictEqual(Schema.decodeUnknownSync(TickerEventJson)(text), event)
+      }),
+      { numRuns: 500 }
+    ))
 })

@@ -10,6 +10,7 @@ import { listeningServer } from "../src/api/NodeServer.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick, us } from "./support/events.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "hot-"))
@@ -19,7 +20,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 const start = (name: string, env: Record<string, string> = {}) => {
   const runtime = ManagedRuntime.make(
     listeningServer({ port: 0, host: "127.0.0.1" }).pipe(
-      Layer.provideMerge(Layer.merge(TickRepo.Default, Health.Default)),
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default)),
       Layer.provideMerge(sqliteLayer(path.join(dir, `${name}.db`))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ SYMBOLS: "BTCUSDT", ...env })))))
     )
@@ -62,7 +63,7 @@ describe("hot path for /trades/latest", () => {
     const { base, runtime } = start("open")
     try {
       await runtime.runPromise(
-        Effect.flatMap(TickRepo, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-03-05T12:00:00Z"), "1.00")]))
+        Effect.flatMap(TickWriter, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-03-05T12:00:00Z"), "1.00")]))
       )
       const url = "/trades/latest?symbol=BTCUSDT&limit=5"
       const hot = await runtime.runPromise(HotResponses)
@@ -82,7 +83,7 @@ describe("hot path for /trades/latest", () => {
 
       // new data shows once the remembered answer expired
       await runtime.runPromise(
-        Effect.flatMap(TickRepo, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-03-05T12:01:00Z"), "2.00")]))
+        Effect.flatMap(TickWriter, (r) => r.insertMany([makeTick("BTCUSDT", us("2026-03-05T12:01:00Z"), "2.00")]))
       )
       await new Promise((r) => setTimeout(r, HOT_TTL_MS + 50))
       expect(hotAnswer(hot, url).served).toBe(false)
@@ -148,7 +149,7 @@ describe("hot path for /trades/latest", () => {
     try {
       const t0 = us("2026-03-05T00:00:00Z")
       await runtime.runPromise(
-        Effect.flatMap(TickRepo, (r) =>
+        Effect.flatMap(TickWriter, (r) =>
           r.insertMany(Array.from({ length: 1000 }, (_, i) => makeTick("BTCUSDT", t0 + i * 60_000_000, `${i}.00`)))
         )
       )

@@ -7,6 +7,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, expect, it as vit } from "vitest"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick, us } from "./support/events.js"
 import { freePort, mainJs } from "./support/process.js"
 import { type Finished, lockDatabase, readOnlyMount, runToExit, sha256 } from "./support/storageFaults.js"
@@ -25,10 +26,10 @@ const batch = [makeTick("BTCUSDT", t0, "100.10"), makeTick("ETHUSDT", t0, "2000.
 const makeDatabase = (file: string, whileOpen: () => void = () => {}) =>
   Effect.runPromise(
     Effect.gen(function* () {
-      const repo = yield* TickRepo
+      const repo = yield* TickWriter
       yield* repo.insertMany(batch)
       whileOpen()
-    }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))), Effect.provide(NodeContext.layer))
+    }).pipe(Effect.provide(Layer.merge(TickRepo.Default, TickWriter.Default).pipe(Layer.provideMerge(sqliteLayer(file)))), Effect.provide(NodeContext.layer))
   )
 
 /** `node dist/main.js --role=all` on `storagePath`, with nothing reachable on the internet. */
@@ -190,9 +191,9 @@ describe("SQLite under another process's write lock (in process)", () => {
       const watch = loopWatch()
       const started = Date.now()
       const added = yield* Effect.gen(function* () {
-        const repo = yield* TickRepo
+        const repo = yield* TickWriter
         return (yield* repo.insertMany([makeTick("SOLUSDT", t0, "150.00")])).length
-      }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))), Effect.ensuring(Effect.sync(() => watch.stop())))
+      }).pipe(Effect.provide(Layer.merge(TickRepo.Default, TickWriter.Default).pipe(Layer.provideMerge(sqliteLayer(file)))), Effect.ensuring(Effect.sync(() => watch.stop())))
       const waited = Date.now() - started
       const longestPause = watch.stop()
       assert.strictEqual(added, 1)
@@ -205,7 +206,7 @@ describe("SQLite under another process's write lock (in process)", () => {
     Effect.gen(function* () {
       const file = path.join(dir, "locked-after-start.db")
       yield* Effect.gen(function* () {
-        const repo = yield* TickRepo
+        const repo = yield* TickWriter
         yield* repo.insertMany(batch)
         const locker = lockDatabase(file)
         yield* Effect.promise(() => locker.locked)
@@ -218,7 +219,7 @@ describe("SQLite under another process's write lock (in process)", () => {
         if (Exit.isFailure(exit)) assert.deepStrictEqual(sqliteCodes(exit.cause), ["SQLITE_BUSY"])
         assert.isBelow(tookMs, 1_000, `the write under the lock took ${tookMs} ms to fail (a long synchronous busy wait)`)
         assert.strictEqual((yield* repo.insertMany([makeTick("SOLUSDT", t0, "150.00")])).length, 1)
-      }).pipe(Effect.provide(TickRepo.Default.pipe(Layer.provideMerge(sqliteLayer(file)))))
+      }).pipe(Effect.provide(Layer.merge(TickRepo.Default, TickWriter.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
     })
   , 20_000)
 })

@@ -7,18 +7,19 @@ import { makeJsonlSink } from "../src/store/JsonlSink.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
+import { TickWriter } from "../src/store/TickWriter.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, makeTick, us } from "./support/events.js"
 
 /** A migrated database in a fresh temporary directory that does not exist yet (it must be created). */
-const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | CandleRepo | SqlClient.SqlClient>) =>
+const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | TickWriter | CandleRepo | SqlClient.SqlClient>) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const dir = yield* fs.makeTempDirectoryScoped()
     const file = path.join(dir, "nested", "app.db")
-    return yield* f(file).pipe(Effect.provide(Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
+    return yield* f(file).pipe(Effect.provide(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
   }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
 
 const t0 = us("2026-01-15T14:00:00Z")
@@ -44,13 +45,14 @@ describe("SqliteStore", () => {
     withTempDb(() =>
       Effect.gen(function* () {
         const repo = yield* TickRepo
+        const writer = yield* TickWriter
         const ticks = batch.map(toTick)
-        assert.deepStrictEqual(yield* repo.insertMany(ticks), ticks)
-        assert.deepStrictEqual(yield* repo.insertMany(ticks), [])
-        assert.deepStrictEqual(yield* repo.insertMany([...ticks].reverse()), [])
+        assert.deepStrictEqual(yield* writer.insertMany(ticks), ticks)
+        assert.deepStrictEqual(yield* writer.insertMany(ticks), [])
+        assert.deepStrictEqual(yield* writer.insertMany([...ticks].reverse()), [])
         // partly a replay, with a repeat inside the batch: only the new ticks come back, once, in batch order
         const fresh = [makeTick("BTCUSDT", t0 + 1, "1.00"), makeTick("ETHUSDT", t0 + 2, "2.00")]
-        assert.deepStrictEqual(yield* repo.insertMany([ticks[0]!, fresh[0]!, ticks[1]!, fresh[1]!, fresh[0]!]), fresh)
+        assert.deepStrictEqual(yield* writer.insertMany([ticks[0]!, fresh[0]!, ticks[1]!, fresh[1]!, fresh[0]!]), fresh)
         const rows = yield* repo.range("BTCUSDT", 0, Number.MAX_SAFE_INTEGER, 100)
         assert.strictEqual(rows.length, 4)
         const symbols = yield* repo.symbols
@@ -65,7 +67,7 @@ describe("SqliteStore", () => {
   it.effect("treats the same instant written with another offset or precision as the same event", () =>
     withTempDb(() =>
       Effect.gen(function* () {
-        const repo = yield* TickRepo
+        const repo = yield* TickWriter
         yield* repo.insertMany([toTick({ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T14:00:00+00:00" })])
         const added = yield* repo.insertMany([toTick({ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T16:00:00.000000+02:00" })])
         assert.strictEqual(added.length, 0)
@@ -77,8 +79,9 @@ describe("SqliteStore", () => {
     withTempDb(() =>
       Effect.gen(function* () {
         const repo = yield* TickRepo
+        const writer = yield* TickWriter
         const withEventTime = { ...batch[0]!, event_time: "2026-01-15T13:59:59.999000+00:00" }
-        yield* repo.insertMany([withEventTime, ...batch.slice(1)].map(toTick))
+        yield* writer.insertMany([withEventTime, ...batch.slice(1)].map(toTick))
         const latest = yield* repo.latest("BTCUSDT", 2)
         assert.deepStrictEqual(latest, [batch[3], batch[2]])
         const range = yield* repo.range("BTCUSDT", t0, t0 + 120_000_000, 10)

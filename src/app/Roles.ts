@@ -16,6 +16,7 @@ import { SqlForCommands, SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
 import { fanOut, TickSink } from "../store/TickSink.js"
 import { TickRepo } from "../store/TickRepo.js"
+import { TickWriter } from "../store/TickWriter.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
 import { buildBiFiles, verifyBi } from "./BiCommands.js"
@@ -74,7 +75,7 @@ const SinkLive = Layer.effect(
     sinks.push(yield* makeJsonlSink(yield* AppConfig.rawDir))
     return fanOut(sinks, health.sinkResult)
   })
-)
+).pipe(Layer.provide(TickWriter.Default))
 
 const ServerLive = Layer.unwrapEffect(
   Effect.gen(function* () {

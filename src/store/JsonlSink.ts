@@ -1,6 +1,9 @@
+import * as NodeFs from "node:fs"
 import { Error as PlatformError, FileSystem, Path } from "@effect/platform"
 import { Cause, Effect } from "effect"
+import { eventJson } from "../domain/EventJson.js"
 import { parseInstantMicros, type Tick, type TickerEvent } from "../domain/Ticker.js"
+import { Identities } from "./Identities.js"
 import { SinkError, TickSink } from "./TickSink.js"
 
 /** How much of an existing day file is read back to recognise replays after a restart (~45,000 lines). */
@@ -11,15 +14,10 @@ const TAIL_BYTES = 8 * 1024 * 1024
  * about twice what the tail read recognises after a restart.
  */
 const MAX_REMEMBERED = 100_000
-/**
- * Characters of the symbols of the identities remembered per day file (a valid symbol has at most
- * 30); this cap holds the memory even for events whose symbols were never validated.
- */
-const MAX_REMEMBERED_CHARS = MAX_REMEMBERED * 30
 /** Day files whose identities are kept in memory (today, yesterday and a late straggler). */
 const MAX_DAYS = 3
 // The sink's memory is therefore bounded however long it runs: at most MAX_DAYS × MAX_REMEMBERED =
-// 300,000 identities (a symbol and a number each; 9 M symbol characters at worst, a few tens of MB),
+// 300,000 identities (8 bytes each, at most twice that allocated, plus each symbol's name once),
 // plus one number per day file whose failed append could not be undone yet (cut back before that
 // file's next append, so in practice only the days of the one batch being retried).
 
@@ -27,59 +25,6 @@ const DAY_US = 86_400_000_000
 const dayName = (dayIndex: number) => new Date(dayIndex * 86_400_000).toISOString().slice(0, 10)
 
 const isNotFound = (e: PlatformError.PlatformError) => e._tag === "SystemError" && e.reason === "NotFound"
-
-/**
- * Event identities (symbol, instant in µs), the instants as numbers per symbol: nothing to format or
- * parse per event. Bounded in entries and in symbol characters; the oldest fall out first, found in
- * O(1) by the queue beside the sets.
- */
-class Identities {
-  private readonly bySymbol = new Map<string, Set<number>>()
-  private symbols: Array<string> = []
-  private instants: Array<number> = []
-  private head = 0
-  private chars = 0
-
-  constructor(private readonly maxEntries = MAX_REMEMBERED, private readonly maxChars = MAX_REMEMBERED_CHARS) {}
-
-  has(symbol: string, micros: number): boolean {
-    return this.bySymbol.get(symbol)?.has(micros) === true
-  }
-
-  add(symbol: string, micros: number): void {
-    let instants = this.bySymbol.get(symbol)
-    if (instants === undefined) this.bySymbol.set(symbol, (instants = new Set()))
-    if (instants.has(micros)) return
-    instants.add(micros)
-    this.symbols.push(symbol)
-    this.instants.push(micros)
-    this.chars += symbol.length
-    while (this.symbols.length - this.head > this.maxEntries || this.chars > this.maxChars) this.dropOldest()
-    // Drop the forgotten part of the queue once it is most of it: amortised O(1), bounded memory.
-    if (this.head > 1024 && this.head * 2 > this.symbols.length) {
-      this.symbols = this.symbols.slice(this.head)
-      this.instants = this.instants.slice(this.head)
-      this.head = 0
-    }
-  }
-
-  forEach(f: (symbol: string, micros: number) => void): void {
-    for (let i = this.head; i < this.symbols.length; i++) f(this.symbols[i]!, this.instants[i]!)
-  }
-
-  get size(): number {
-    return this.symbols.length - this.head
-  }
-
-  private dropOldest() {
-    const symbol = this.symbols[this.head]!
-    const instants = this.bySymbol.get(symbol)!
-    instants.delete(this.instants[this.head]!)
-    if (instants.size === 0) this.bySymbol.delete(symbol)
-    this.chars -= symbol.length
-    this.head++
-  }
-}
 
 /**
  * The raw (bronze) log: `RAW_DIR/YYYY-MM-DD.jsonl` by the event's UTC day, one contract event per
@@ -123,7 +68,7 @@ export const makeJsonlSink = (rawDir: string) =>
       Effect.gen(function* () {
         const known = seen.get(day)
         if (known !== undefined) return known
-        const ids = new Identities()
+        const ids = new Identities(MAX_REMEMBERED)
         const tail = yield* readTail(file)
         // A process killed mid-write can leave a torn last line. Its batch was never acknowledged (it
         // comes again: Kafka redelivers, or it died with the in-process queue), so cut it off and
@@ -173,14 +118,36 @@ export const makeJsonlSink = (rawDir: string) =>
         )
       )
 
-    /** Appends `text` to `file` whole, or leaves the file as it was (see `rollback`). */
+    /**
+     * Appends `text` to `file` whole, or leaves the file as it was (see `rollback`). The append itself
+     * is synchronous (open, fstat, write, close): a few system calls into the page cache, where the
+     * asynchronous API pays a thread-pool round trip for each; the SQLite write beside it is
+     * synchronous too. The file is opened anew each time, so a day file moved away meanwhile is
+     * created again rather than written after its end.
+     */
     const appendWhole = (file: string, text: string) =>
-      Effect.gen(function* () {
-        const size = yield* fs.stat(file).pipe(
-          Effect.map((info): number | undefined => Number(info.size)),
-          Effect.catchIf(isNotFound, () => Effect.succeed(undefined))
-        )
-        yield* fs.writeFileString(file, text, { flag: "a" }).pipe(Effect.tapError(() => rollback(file, size)))
+      Effect.suspend(() => {
+        const existed = NodeFs.existsSync(file)
+        let fd: number | undefined
+        /** The size to go back to once the write has begun (undefined: remove the file); null before. */
+        let before: number | undefined | null = null
+        try {
+          fd = NodeFs.openSync(file, "a")
+          before = existed ? NodeFs.fstatSync(fd).size : undefined
+          const bytes = Buffer.from(text)
+          for (let written = 0; written < bytes.length; ) written += NodeFs.writeSync(fd, bytes, written)
+          NodeFs.closeSync(fd)
+          return Effect.void
+        } catch (error) {
+          if (fd !== undefined) {
+            try {
+              NodeFs.closeSync(fd)
+            } catch {
+              // the write's error is the one to report
+            }
+          }
+          return before === null ? Effect.fail(error) : rollback(file, before).pipe(Effect.zipRight(Effect.fail(error)))
+        }
       })
 
     const writeDay = (day: string, dayTicks: ReadonlyArray<Tick>) =>
@@ -188,17 +155,18 @@ export const makeJsonlSink = (rawDir: string) =>
         const file = path.join(rawDir, `${day}.jsonl`)
         yield* finishRollback(file)
         const ids = yield* remembered(day, file)
-        const fresh = new Identities(Infinity, Infinity)
+        // Remembered as they are taken (a repeat within the batch is then a replay too), forgotten again if the append fails.
+        const added: Array<Tick> = []
         let text = ""
-        for (const { event, symbol, tsMicros } of dayTicks) {
-          if (ids.has(symbol, tsMicros) || fresh.has(symbol, tsMicros)) continue
-          fresh.add(symbol, tsMicros)
-          text += `${JSON.stringify(event)}\n`
+        for (const tick of dayTicks) {
+          if (!ids.add(tick.symbol, tick.tsMicros)) continue
+          added.push(tick)
+          text += `${eventJson(tick.event)}\n`
         }
-        if (fresh.size === 0) return
+        if (added.length === 0) return
         // Not interruptible: an interrupted write would leave a partial append that nobody undoes.
         yield* appendWhole(file, text).pipe(
-          Effect.zipRight(Effect.sync(() => fresh.forEach((symbol, micros) => ids.add(symbol, micros)))),
+          Effect.tapError(() => Effect.sync(() => added.forEach((t) => ids.remove(t.symbol, t.tsMicros)))),
           Effect.uninterruptible
         )
       })

@@ -1,0 +1,105 @@
+import { Schema } from "effect"
+import { buildDay, type DayMember, dayMergeState } from "../domain/CandleMerge.js"
+import { type Candle, Interval, utcDate } from "../domain/Candles.js"
+import type { RawValue } from "./RawSqlite.js"
+
+// The rows of `candles` and `daily_candles` and the day rebuild's SQL, shared by CandleRepo (on
+// @effect/sql, for klines) and the tick write path (TickCandles.ts, on better-sqlite3).
+
+export const DAY_MS = 86_400_000
+
+export const CandleRow = Schema.Struct({
+  symbol: Schema.String,
+  interval: Interval,
+  source: Schema.Literal("klines", "ticks"),
+  open_time: Schema.Number,
+  open: Schema.String,
+  high: Schema.String,
+  low: Schema.String,
+  close: Schema.String,
+  volume: Schema.String,
+  quote_volume: Schema.String,
+  trades: Schema.Number,
+  closed: Schema.Number
+})
+export type CandleRow = typeof CandleRow.Type
+
+/** A stored candle with the span a tick minute keeps for merging (null on klines). */
+export const MemberRow = Schema.Struct({
+  ...CandleRow.fields,
+  first_us: Schema.NullOr(Schema.Number),
+  last_us: Schema.NullOr(Schema.Number),
+  high_num: Schema.NullOr(Schema.Number),
+  high_us: Schema.NullOr(Schema.Number),
+  low_num: Schema.NullOr(Schema.Number),
+  low_us: Schema.NullOr(Schema.Number)
+})
+export type MemberRow = typeof MemberRow.Type
+
+export const toCandle = (r: CandleRow): Candle => ({
+  symbol: r.symbol,
+  interval: r.interval,
+  openTime: r.open_time,
+  open: r.open,
+  high: r.high,
+  low: r.low,
+  close: r.close,
+  volume: r.volume,
+  quoteVolume: r.quote_volume,
+  trades: r.trades,
+  closed: r.closed === 1
+})
+
+const toMember = (r: MemberRow): DayMember => ({
+  ...toCandle(r),
+  source: r.source,
+  span:
+    r.first_us === null || r.last_us === null || r.high_num === null || r.high_us === null || r.low_num === null || r.low_us === null
+      ? undefined
+      : {
+          open: r.open,
+          firstUs: r.first_us,
+          close: r.close,
+          lastUs: r.last_us,
+          high: r.high,
+          highNum: r.high_num,
+          highUs: r.high_us,
+          low: r.low,
+          lowNum: r.low_num,
+          lowUs: r.low_us
+        }
+})
+
+/** All stored candles of one symbol's UTC day: symbol, day start, day end (epoch ms). */
+export const SELECT_DAY_MEMBERS = "SELECT * FROM candles WHERE symbol = ? AND open_time >= ? AND open_time < ?"
+
+const DAY_COLUMNS = [
+  "symbol", "date", "open", "high", "low", "close", "volume", "quote_volume", "trades", "closed", "source", "basis",
+  "first_us", "last_us", "high_num", "high_us", "low_num", "low_us", "open_minutes"
+] as const
+
+/**
+ * The statement that makes a day's row what its stored candles (`rows`, from SELECT_DAY_MEMBERS)
+ * say (`buildDay`, with the merge state when it is built from minutes): replaced, or deleted when
+ * nothing is left to build it from.
+ */
+export const rebuiltDay = (
+  symbol: string,
+  dayStart: number,
+  rows: ReadonlyArray<MemberRow>
+): { readonly sql: string; readonly params: ReadonlyArray<RawValue> } => {
+  const members = rows.map(toMember)
+  const built = buildDay(members)
+  const date = utcDate(dayStart)
+  if (built === undefined) return { sql: "DELETE FROM daily_candles WHERE symbol = ? AND date = ?", params: [symbol, date] }
+  const state = built.basis === "1m" ? dayMergeState(members) : undefined
+  const c = built.candle
+  return {
+    sql: `INSERT OR REPLACE INTO daily_candles (${DAY_COLUMNS.join(", ")}) VALUES (${DAY_COLUMNS.map(() => "?").join(", ")})`,
+    params: [
+      symbol, date, c.open, c.high, c.low, c.close, c.volume, c.quoteVolume, c.trades, c.closed ? 1 : 0, built.source, built.basis,
+      state?.span.firstUs ?? null, state?.span.lastUs ?? null, state?.span.highNum ?? null, state?.span.highUs ?? null,
+      state?.span.lowNum ?? null, state?.span.lowUs ?? null, state?.openMinutes ?? null
+    ]
+  }
+}
