@@ -6,8 +6,22 @@ import { parseInstantMicros, TickerSymbol } from "./domain/Ticker.js"
  * names the variable, the bad value and what is accepted; `main.ts` prints that sentence and exits 1.
  */
 
-const invalid = (name: string, value: string, accepted: string) =>
+export const invalid = (name: string, value: string, accepted: string) =>
   ConfigError.InvalidData([name], `${name}=${JSON.stringify(value)} is not valid: expected ${accepted}.`)
+
+/**
+ * One of Effect's own readers (`Config.integer`, `Config.boolean`, … with `Config.validate`) for the
+ * variable `name`, failing on a bad value with the sentence `invalid` makes: Effect's message ("Expected
+ * an integer value but received …") names neither the variable nor what it is for. A missing
+ * variable still fails as missing, so `Config.withDefault` and `Config.option` work after it.
+ */
+export const explained =
+  (name: string, accepted: string) =>
+  <A>(config: Config.Config<A>): Config.Config<A> =>
+    Config.orElseIf(config, {
+      if: (error) => !ConfigError.isMissingDataOnly(error),
+      orElse: () => Config.string(name).pipe(Config.mapOrFail((value) => Either.left(invalid(name, value, accepted))))
+    })
 
 /** A string variable checked by `parse`; `alias` is read only when `name` is unset. */
 const checked = <A>(

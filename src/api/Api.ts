@@ -5,6 +5,7 @@ import { formatInstantMicros, isInstantShaped, parseInstantMicros, TickerEvent, 
 import { BI_DEFAULT_DAYS, BI_MAX_DAYS } from "../bi/BiReports.js"
 import { SymbolSummary } from "../store/TickRepo.js"
 import { SystemApi } from "./HealthApi.js"
+import { ApiKeyAuth } from "./security/keys.js"
 
 /** Most rows one /trades/range answer carries. */
 export const RANGE_MAX_ROWS = 5000
@@ -81,6 +82,7 @@ export const RangeParams = Schema.Struct({
 }).pipe(Schema.filter((p) => p.start < p.end || "start must be before end"))
 
 export class TradesApi extends HttpApiGroup.make("trades")
+  .middleware(ApiKeyAuth)
   .add(
     HttpApiEndpoint.get("symbols", "/symbols")
       .addSuccess(Schema.Array(SymbolSummary))
@@ -124,6 +126,7 @@ const csvEndpoint = <const Name extends string, const Path extends `/${string}`>
     .annotate(OpenApi.Summary, summary)
 
 export class BiApi extends HttpApiGroup.make("bi")
+  .middleware(ApiKeyAuth)
   .add(csvEndpoint("dailyOhlc", "/bi/daily_ohlc.csv", "date,symbol,open,high,low,close,volume for the last `days` UTC days"))
   .add(csvEndpoint("dailyVolume", "/bi/daily_volume.csv", "date,symbol,volume,quote_volume for the last `days` UTC days"))
   .add(
@@ -182,6 +185,7 @@ export const CandleParams = Schema.Struct({
 }).pipe(Schema.filter((p) => p.start < p.end || "start must be before end"))
 
 export class MarketApi extends HttpApiGroup.make("market")
+  .middleware(ApiKeyAuth)
   .add(
     HttpApiEndpoint.get("candles", "/candles")
       .setUrlParams(CandleParams)
@@ -208,13 +212,8 @@ export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(BiApi)
   .annotate(OpenApi.Title, "crypto-streaming-platform")
   .annotate(OpenApi.Version, "0.1.0")
-  .annotate(OpenApi.Description, "Binance market data as it happens: history, candles, features and stable CSV contracts for BI tools.")
-  // API keys (API_KEYS) are optional; when they are on, every path but /health needs the header.
-  .annotate(OpenApi.Transform, (spec) => ({
-    ...spec,
-    components: {
-      ...spec.components,
-      securitySchemes: { ...spec.components?.securitySchemes, apiKey: { type: "apiKey", in: "header", name: "x-api-key" } }
-    },
-    security: [{}, { apiKey: [] }]
-  })) {}
+  .annotate(
+    OpenApi.Description,
+    "Binance market data as it happens: history, candles, features and stable CSV contracts for BI tools. " +
+      "The x-api-key header (apiKey) is needed only when the server sets API_KEYS; /health never needs it."
+  ) {}

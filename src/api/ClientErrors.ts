@@ -2,7 +2,8 @@ import { HttpApiError, type HttpApp, HttpServerError, HttpServerRequest, HttpSer
 import { Effect } from "effect"
 import { maxHeaderSize as defaultMaxHeaderSize, type Server } from "node:http"
 import type { Duplex } from "node:stream"
-import { API_CSP, securityHeaders, type SecuritySettings } from "./Security.js"
+import { API_CSP, securityHeaders } from "./security/headers.js"
+import type { SecuritySettings } from "./security/settings.js"
 
 /**
  * The 4xx answers the platform would otherwise give badly: requests Node's HTTP parser rejects

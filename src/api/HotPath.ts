@@ -1,6 +1,7 @@
 import { Effect } from "effect"
 import type { IncomingMessage, Server, ServerResponse } from "node:http"
-import { SecurityConfig, staticApiHeaders } from "./Security.js"
+import { staticApiHeaders } from "./security/headers.js"
+import { SecurityConfig } from "./security/settings.js"
 
 /** How long a remembered answer is served from memory: new ticks arrive once per poll interval. */
 export const HOT_TTL_MS = 1000

@@ -14,7 +14,7 @@ import * as AppConfig from "../Config.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { makeClientErrorsMiddleware } from "./ClientErrors.js"
 import { HotResponses } from "./HotPath.js"
-import { SecurityLive } from "./Security.js"
+import { ApiKeyAuthLive, SecurityLive } from "./security/middleware.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { eventKey } from "../domain/Ticker.js"
 import { bucketStart, intervalMs } from "../domain/Candles.js"
@@ -168,7 +168,7 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
 
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([SystemLive, TradesLive, MarketLive, BiLive]),
-  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default))])
+  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive])
 )
 
 /**
