@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Chunk, type Context, type Duration, Effect, Either, Fiber, Metric, Schema, Stream } from "effect"
 import { inject } from "vitest"
 import type { Broker, Delivery } from "../src/broker/Broker.js"
-import { deadLetteredTotal, dlqTopic } from "../src/broker/KafkaBroker.js"
+import { deadLetteredTotal, dlqTopic } from "../src/broker/kafka/KafkaBroker.js"
 import { CONTRACT_VERSION, TickerEventJson } from "../src/domain/Ticker.js"
 import {
   brokerEnv,

@@ -1,8 +1,12 @@
 import { Schema } from "effect"
 
+/** The shape of a Binance spot symbol, and of a decimal string (for checks outside Schema). */
+export const symbolPattern = /^[A-Z0-9]{2,30}$/
+export const decimalPattern = /^-?\d+(\.\d+)?$/
+
 /** A Binance spot symbol as the exchange spells it: upper-case letters and digits, e.g. BTCUSDT. */
 export const TickerSymbol = Schema.String.pipe(
-  Schema.pattern(/^[A-Z0-9]{2,30}$/, {
+  Schema.pattern(symbolPattern, {
     message: (issue) =>
       `expected a Binance symbol in upper case letters and digits (e.g. BTCUSDT), got ${JSON.stringify(issue.actual)}`
   }),
@@ -12,7 +16,7 @@ export type TickerSymbol = typeof TickerSymbol.Type
 
 /** Prices and quantities stay decimal strings end to end: never floats. */
 export const DecimalString = Schema.String.pipe(
-  Schema.pattern(/^-?\d+(\.\d+)?$/, {
+  Schema.pattern(decimalPattern, {
     message: (issue) => `expected a decimal number as a string (e.g. "68001.20"), got ${JSON.stringify(issue.actual)}`
   })
 )
@@ -36,14 +40,24 @@ export const parseInstantMicros = (text: string): number | undefined => {
   const m = isoInstantPattern.exec(text)
   if (m === null) return undefined
   const [, y, mo, d, h, mi, s, frac = "", zone = "Z"] = m
+  const year = Number(y)
   const month = Number(mo)
   const day = Number(d)
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(Number(y), month)) return undefined
-  if (Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) return undefined
-  if (zone !== "Z" && (Number(zone.slice(1, 3)) > 23 || Number(zone.slice(4, 6)) > 59)) return undefined
-  const millis = Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}${zone}`)
-  if (Number.isNaN(millis)) return undefined
-  return millis * 1000 + Number(frac.padEnd(6, "0").slice(0, 6))
+  const hour = Number(h)
+  const minute = Number(mi)
+  const second = Number(s)
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined
+  if (hour > 23 || minute > 59 || second > 59) return undefined
+  let offsetMinutes = 0
+  if (zone !== "Z") {
+    const zoneHours = Number(zone.slice(1, 3))
+    const zoneMinutes = Number(zone.slice(4, 6))
+    if (zoneHours > 23 || zoneMinutes > 59) return undefined
+    offsetMinutes = (zone[0] === "-" ? -1 : 1) * (zoneHours * 60 + zoneMinutes)
+  }
+  let millis = Date.UTC(year, month - 1, day, hour, minute, second)
+  if (year < 100) millis = new Date(millis).setUTCFullYear(year, month - 1, day) // Date.UTC reads 0–99 as 1900–1999
+  return (millis - offsetMinutes * 60_000) * 1000 + Number(frac.padEnd(6, "0").slice(0, 6))
 }
 
 /** Formats microseconds since the epoch the way the contract spells time: `2026-01-15T14:03:22.913852+00:00`. */

@@ -3,7 +3,7 @@ import { type IHeaders, Kafka, type KafkaMessage, logLevel, type Message } from 
 import { randomBytes } from "node:crypto"
 import { inject } from "vitest"
 import { Broker } from "../../src/broker/Broker.js"
-import { KafkaBrokerLive } from "../../src/broker/KafkaBroker.js"
+import { KafkaBrokerLive } from "../../src/broker/kafka/KafkaBroker.js"
 import {
   formatInstantMicros,
   type Tick,
