@@ -17,7 +17,7 @@
  *   tick, one transaction per batch. The baseline.
  * - sinks: the product's fanOut of the SQLite sink and the JSONL sink. The figure.
  * - sqlite sink: makeSqliteSink alone (ticks + symbol_stats + 1m/daily candle merge, one transaction).
- * - insertMany: TickRepo.insertMany alone (ticks + symbol_stats, no candles).
+ * - insertMany: TickWriter.insertMany alone (ticks + symbol_stats, no candles).
  * - jsonl sink: makeJsonlSink alone.
  * - product SQL, raw: the exact statements the sinks' SQLite side ran (captured in the breakdown run
  *   below, with their parameters) replayed with better-sqlite3 directly, no Effect: what the product's
@@ -29,7 +29,7 @@
  * - breakdown: one more sinks run with better-sqlite3's Statement.run/all and Database.prepare wrapped
  *   in timers (native SQLite time per statement kind) and each sink timed, giving per batch: ticks
  *   INSERT, symbol_stats, candle lookups, 1m candle merge, daily merge, BEGIN/SAVEPOINT/RELEASE,
- *   COMMIT, statement preparation, JavaScript in the SQLite sink (Effect runtime, @effect/sql, building
+ *   COMMIT, statement preparation, JavaScript in the SQLite sink (the Effect around the batch, building
  *   parameters, candle maths), the JSONL sink, and fanOut/health.
  * - profile (unless --skip-profile): one sinks run under the V8 CPU profiler (node:inspector, the same
  *   profiler as `node --cpu-prof`, 100 µs sampling), written to bench/.data/profiles/ and summarised by
@@ -107,7 +107,7 @@ interface Captured {
 
 const kindOf = (sql: string): string => {
   const s = sql.trimStart()
-  if (/^INSERT INTO ticks\b/i.test(s)) return "ticks INSERT (multi-row, ON CONFLICT DO NOTHING)"
+  if (/^INSERT INTO ticks\b/i.test(s)) return "ticks INSERT (one row, ON CONFLICT DO NOTHING)"
   if (/^INSERT INTO symbol_stats\b/i.test(s)) return "symbol_stats upsert"
   if (/^SELECT\b/i.test(s)) return "candle lookups (SELECT day states, minute states)"
   if (/^INSERT INTO candles\b/i.test(s)) return "1m tick-candle merge (INSERT … ON CONFLICT DO UPDATE)"
@@ -275,7 +275,7 @@ const main = async () => {
     },
     { name: "sinks: fanOut(sqlite, jsonl) (the figure)", lines: true, run: async (dir) => ({ ms: await runProduct("sinks", ticks, dir, { batchSize: batch }) }) },
     { name: "sqlite sink alone", lines: false, run: async (dir) => ({ ms: await runProduct("sqlite sink", ticks, dir, { batchSize: batch }) }) },
-    { name: "TickRepo.insertMany alone (no candles)", lines: false, run: async (dir) => ({ ms: await runProduct("insertMany", ticks, dir, { batchSize: batch }) }) },
+    { name: "TickWriter.insertMany alone (no candles)", lines: false, run: async (dir) => ({ ms: await runProduct("insertMany", ticks, dir, { batchSize: batch }) }) },
     { name: "jsonl sink alone", lines: true, rows: false, run: async (dir) => ({ ms: await runProduct("jsonl sink", ticks, dir, { batchSize: batch }) }) },
     {
       name: "product SQL replayed raw (no Effect)",
@@ -422,8 +422,8 @@ const main = async () => {
   for (const [kind, k] of [...breakdown.byKind.entries()].sort((a, b) => b[1].ms - a[1].ms)) {
     print(`| — SQLite: ${kind} | ${perBatch(k.ms)} | ${share(k.ms)} | ${fmt(k.calls / batches, 1)} |`)
   }
-  print(`| — JavaScript in the sqlite sink (Effect runtime, @effect/sql, parameters, candle maths) | ${perBatch(sqliteMs - nativeMs)} | ${share(sqliteMs - nativeMs)} | |`)
-  print(`| jsonl sink (JSON.stringify, identities, stat + append through @effect/platform) | ${perBatch(jsonlMs)} | ${share(jsonlMs)} | |`)
+  print(`| — JavaScript in the sqlite sink (the Effect around the batch, the loop over the ticks, candle maths) | ${perBatch(sqliteMs - nativeMs)} | ${share(sqliteMs - nativeMs)} | |`)
+  print(`| jsonl sink (eventJson, identities, synchronous open + append + close) | ${perBatch(jsonlMs)} | ${share(jsonlMs)} | |`)
   print(`| fanOut + health.sinkResult + the loop | ${perBatch(breakdownMs - sqliteMs - jsonlMs)} | ${share(breakdownMs - sqliteMs - jsonlMs)} | |`)
   const plainPerBatch = (batch / plainMedian) * 1000
   print("")
@@ -451,8 +451,8 @@ const main = async () => {
   row(`goal: ${target} × plain`, goalMs)
   row("**sinks (the figure)**", sinksMs)
   row("— the product's SQL alone (replayed raw: ticks, symbol_stats, candle lookups and merges, transaction)", sqlMs)
-  row("— JavaScript around that SQL (sqlite sink alone − replayed SQL: Effect, @effect/sql, spans, parameters, candle maths)", sqliteAloneMs - sqlMs)
-  row("— candles, SQL and JavaScript (sqlite sink alone − TickRepo.insertMany alone)", sqliteAloneMs - msPerBatch(insertName))
+  row("— JavaScript around that SQL (sqlite sink alone − replayed SQL: the Effect around the batch, the loop, candle maths)", sqliteAloneMs - sqlMs)
+  row("— candles, SQL and JavaScript (sqlite sink alone − TickWriter.insertMany alone)", sqliteAloneMs - msPerBatch(insertName))
   row("— jsonl sink alone", jsonlAloneMs)
   row("— the rest (sinks − sqlite sink alone − jsonl sink alone: fanOut, health, interference)", sinksMs - sqliteAloneMs - jsonlAloneMs)
   row("floor of today's work with no JavaScript overhead: replayed SQL + plain JSONL append", sqlMs + plainJsonlMs)
@@ -497,34 +497,28 @@ const main = async () => {
     )
     print(
       `- JavaScript around the SQL in the SQLite sink: ${fmt(sqliteAloneMs - sqlMs, 2)} ms (sqlite sink alone ${fmt(sqliteAloneMs, 2)} − replayed SQL ${fmt(sqlMs, 2)}). ` +
-        "Every statement is an Effect run by the fiber runtime: @effect/sql compiles it, looks the prepared statement up in its cache, opens a span, " +
-        `calls \`statement.run(...params)\` with up to ${thousands(Math.min(batch, 1000) * 9)} parameters spread as arguments; the transaction adds BEGIN/SAVEPOINT/RELEASE/COMMIT, ` +
-        "each its own Effect and prepared anew; `TickRepo.insertMany` and `CandleRepo.mergeTicks` add their spans; the candle maths builds the minutes in JavaScript."
+        "A batch is one synchronous call (store/TickWriter.ts: statements prepared once, one `db.transaction`); what is left is one `statement.run` " +
+        "call per tick with its 9 parameters, the candle maths (the batch's minutes, built in JavaScript) and the one Effect around the batch."
     )
     print(
       `- The JSONL sink: ${fmt(jsonlAloneMs, 2)} ms alone, against ${fmt(plainJsonlMs, 2)} ms for JSON.stringify + one appendFileSync of the same lines: ` +
-        "the rest is its replay check (the Identities sets: has/add/dropOldest per event) and an append made of an fs.stat plus an fs.writeFile (open, write, close) " +
-        "through @effect/platform and the libuv pool, each a round trip the consumer waits for."
+        "it serialises with eventJson (cheaper than JSON.stringify) and appends synchronously; the rest is its replay check (a binary search and an append " +
+        "into a typed array per event) and the open/fstat/write/close of the day file."
     )
     print(
       `- fanOut writes the two sinks one after the other, so their times add up (${fmt(sinksMs, 2)} ms against ${fmt(sqliteAloneMs + jsonlAloneMs, 2)} ms for the two alone). ` +
-        `Writing them at the same time does not help (${fmt(concurrentMs, 2)} ms): both run on the one JavaScript thread.`
+        `Writing them at the same time does not help (${fmt(concurrentMs, 2)} ms): both run on the one JavaScript thread. With the SQLite sink at the plain loop's ` +
+        "cost, the JSONL sink's whole time is the gap: the two sinks do the plain loop's work plus a second copy of every event."
     )
     if (profileGroups !== "") print(`- The CPU profile of a sinks run agrees: ${profileGroups}.`)
     print("")
     print("**What would move it:**")
     print(
-      `- Take Effect out of the per-statement path: run a batch's statements inside one \`Effect.sync\` (or \`Effect.try\`) against the better-sqlite3 handle ` +
-        "with statements prepared once and `db.transaction`, keeping Effect for retries, health and the transaction boundary. " +
-        `Ceiling, measured: the replayed SQL, ${perSecond((batch / sqlMs) * 1000)}.`
+      "- Overlap the raw log with SQLite: serialise on the main thread, then hand the append to a worker (or the libuv pool) while the SQLite " +
+        "transaction runs, so the sinks cost max(SQLite, JSONL) instead of their sum; the all-or-nothing rollback then has to wait for both."
     )
     print(
-      `- A JSONL sink that keeps each day file open and tracks its size itself (one synchronous write per batch, no stat, no writeFile): ` +
-        `a plain append of the same lines runs at ${perSecond((batch / plainJsonlMs) * 1000)}. A cheaper replay check (e.g. only for batches that Kafka redelivers, ` +
-        "or one Set per file of numbers instead of per-symbol Sets with a queue) would cut the rest."
-    )
-    print(
-      `- Bigger batches amortise the per-batch costs (COMMIT, BEGIN/SAVEPOINT, prepares, spans, stat): batches of ${big} run at ${perSecond(median(rates.get(bigName)!))} ` +
+      `- Bigger batches amortise the per-batch costs (COMMIT, the Effect around the batch, the day file's open and close): batches of ${big} run at ${perSecond(median(rates.get(bigName)!))} ` +
         `(${fmt(median(rates.get(bigName)!) / plainMedian, 2)}× the plain loop at ${batch}; the plain loop itself gains ${fmt(median(rates.get(experiments[2]!.name)!) / plainMedian, 2)}×). ` +
         `The consumer's default batch is now ${defaults.batchSize} events or ${defaults.batchWindowMs} ms, whichever comes first (CONSUMER_BATCH_SIZE, CONSUMER_BATCH_WINDOW_MS): ` +
         "high rates get the big batches, and the window bounds the wait at low rates (see e2e-kafka for the latency)."

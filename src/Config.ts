@@ -23,7 +23,49 @@ export const explained =
       orElse: () => Config.string(name).pipe(Config.mapOrFail((value) => Either.left(invalid(name, value, accepted))))
     })
 
-/** A string variable checked by `parse`; `alias` is read only when `name` is unset. */
+/**
+ * Effect's `Config.integer` for `name`, limited to `min`..`max`. Like every Effect reader it fails on a
+ * bad value with Effect's own words: put `explained` after it for the user's sentence.
+ */
+export const wholeNumber = (name: string, min: number, max: number = Number.MAX_SAFE_INTEGER) =>
+  notBlank(name, Config.integer(name)).pipe(Config.validate({ message: `from ${min} to ${max}`, validation: (n) => n >= min && n <= max }))
+
+/**
+ * `config` (a number reader of `name`), refusing a blank value: Effect's number readers take "" for 0
+ * (`Number("")`), which would make `PORT=` a random port and a blank limit none.
+ */
+const notBlank = <A>(name: string, config: Config.Config<A>): Config.Config<A> =>
+  Config.all([Config.string(name).pipe(Config.validate({ message: "a value", validation: (s) => s.trim() !== "" })), config]).pipe(
+    Config.map(([, value]) => value)
+  )
+
+const positiveWholeNumber = (name: string, accepted: string) => wholeNumber(name, 1).pipe(explained(name, accepted))
+
+/** Effect's `Config.number` for `name`, kept to finite values that pass `validation`. */
+const finiteNumber = (name: string, accepted: string, validation: (n: number) => boolean) =>
+  notBlank(name, Config.number(name)).pipe(
+    Config.validate({ message: accepted, validation: (n) => Number.isFinite(n) && validation(n) }),
+    explained(name, accepted)
+  )
+
+const seconds = (name: string, accepted: string) =>
+  finiteNumber(name, accepted, (s) => s > 0).pipe(Config.map((s) => Duration.millis(Math.round(s * 1000))))
+
+/**
+ * One of `values`, in any case and around spaces ("SIM" reads as sim). Effect's `Config.literal` matches
+ * exactly, so this is `Schema.Config` over `Trim`, `Lowercase` and `Literal`.
+ */
+const literal = <const L extends ReadonlyArray<string>>(name: string, accepted: string, ...values: L) =>
+  Schema.Config(name, Schema.Trim.pipe(Schema.compose(Schema.Lowercase), Schema.compose(Schema.Literal(...values)))).pipe(
+    explained(name, accepted)
+  )
+
+const tcpPort = (name: string) => wholeNumber(name, 0, 65535).pipe(explained(name, "a TCP port number from 0 to 65535"))
+
+/**
+ * A string variable checked by `parse` (formats Effect has no reader for: symbol lists, host:port
+ * lists, URLs, instants, non-empty names); `alias` is read only when `name` is unset.
+ */
 const checked = <A>(
   name: string,
   accepted: string,
@@ -56,20 +98,6 @@ export const parseSymbolList = (raw: string): ReadonlyArray<TickerSymbol> | unde
   return out
 }
 
-const positiveNumber = (raw: string) => {
-  const n = Number(raw)
-  return raw !== "" && Number.isFinite(n) && n > 0 ? n : undefined
-}
-const positiveInt = (raw: string) => {
-  const n = Number(raw)
-  return /^\d+$/.test(raw) && n > 0 ? n : undefined
-}
-const booleanValue = (raw: string) => {
-  const v = raw.toLowerCase()
-  return ["true", "1", "yes", "on"].includes(v) ? true : ["false", "0", "no", "off"].includes(v) ? false : undefined
-}
-const oneOf = <const L extends string>(...values: ReadonlyArray<L>) => (raw: string): L | undefined =>
-  values.find((v) => v === raw.toLowerCase())
 const httpUrl = (raw: string) => {
   try {
     const url = new URL(raw)
@@ -87,17 +115,16 @@ export const symbols = checked(
   "CRYPTO_SYMBOLS"
 ).pipe(Config.withDefault(parseSymbolList("BTCUSDT,ETHUSDT")!))
 
-export const pollInterval = checked(
-  "POLL_INTERVAL_SECONDS",
-  "a positive number of seconds such as 60",
-  positiveNumber
-).pipe(Config.map((s) => Duration.millis(Math.round(s * 1000))), Config.withDefault(Duration.seconds(60)))
+export const pollInterval = seconds("POLL_INTERVAL_SECONDS", "a positive number of seconds such as 60").pipe(
+  Config.withDefault(Duration.seconds(60))
+)
 
 export type BrokerMode = "direct" | "kafka"
-export const brokerMode: Config.Config<BrokerMode> = checked(
+export const brokerMode: Config.Config<BrokerMode> = literal(
   "BROKER_MODE",
   "direct (in-process queue) or kafka",
-  oneOf("direct", "kafka")
+  "direct",
+  "kafka"
 ).pipe(Config.withDefault("direct" as const))
 
 export const kafkaBootstrapServers = checked(
@@ -116,13 +143,12 @@ export const topicName = checked(
   "KAFKA_TOPIC"
 ).pipe(Config.withDefault("crypto_prices"))
 
-export const topicPartitions = checked("TOPIC_PARTITIONS", "a positive whole number such as 3", positiveInt).pipe(
+export const topicPartitions = positiveWholeNumber("TOPIC_PARTITIONS", "a positive whole number such as 3").pipe(
   Config.withDefault(3)
 )
-export const topicReplicationFactor = checked(
+export const topicReplicationFactor = positiveWholeNumber(
   "TOPIC_REPLICATION_FACTOR",
-  "a positive whole number such as 1",
-  positiveInt
+  "a positive whole number such as 1"
 ).pipe(Config.withDefault(1))
 export const consumerGroupId = checked("CONSUMER_GROUP_ID", "a non-empty Kafka consumer group id", nonEmpty).pipe(
   Config.withDefault("crypto-consumer")
@@ -131,26 +157,24 @@ export const kafkaClientId = checked("KAFKA_CLIENT_ID", "a non-empty Kafka clien
   Config.withDefault("crypto-streaming-platform")
 )
 /** Events the Kafka producer holds in memory while the broker is unreachable, before publish suspends. */
-export const kafkaProducerBuffer = checked(
+export const kafkaProducerBuffer = positiveWholeNumber(
   "KAFKA_PRODUCER_BUFFER",
-  "a positive whole number such as 10000",
-  positiveInt
+  "a positive whole number such as 10000"
 ).pipe(Config.withDefault(10_000))
 
 export const storagePath = checked("STORAGE_PATH", "a file path such as data/app.db", nonEmpty).pipe(
   Config.withDefault("data/app.db")
 )
-export const enableDbSink = checked("ENABLE_DB_SINK", "true or false", booleanValue).pipe(Config.withDefault(true))
+export const enableDbSink = Config.boolean("ENABLE_DB_SINK").pipe(
+  explained("ENABLE_DB_SINK", "true or false"),
+  Config.withDefault(true)
+)
 export const rawDir = checked("RAW_DIR", "a directory path such as data/raw", nonEmpty).pipe(
   Config.withDefault("data/raw")
 )
-const tcpPort = (raw: string) => {
-  const n = Number(raw)
-  return /^\d+$/.test(raw) && n <= 65535 ? n : undefined
-}
-export const port = checked("PORT", "a TCP port number from 0 to 65535", tcpPort).pipe(Config.withDefault(8000))
+export const port = tcpPort("PORT").pipe(Config.withDefault(8000))
 /** When set, the producer and consumer roles serve GET /health on this port (unset: no HTTP server). */
-export const healthPort = Config.option(checked("HEALTH_PORT", "a TCP port number from 0 to 65535", tcpPort))
+export const healthPort = Config.option(tcpPort("HEALTH_PORT"))
 export const host = checked("HOST", "an address to listen on such as 0.0.0.0 or 127.0.0.1", nonEmpty).pipe(
   Config.withDefault("0.0.0.0")
 )
@@ -159,20 +183,22 @@ export const binanceBaseUrl = checked(
   "an http(s) URL such as https://data-api.binance.vision",
   httpUrl
 ).pipe(Config.withDefault("https://data-api.binance.vision"))
-export const binanceTimeout = checked(
-  "BINANCE_TIMEOUT_SECONDS",
-  "a positive number of seconds such as 10",
-  positiveNumber
-).pipe(Config.map((s) => Duration.millis(Math.round(s * 1000))), Config.withDefault(Duration.seconds(10)))
+export const binanceTimeout = seconds("BINANCE_TIMEOUT_SECONDS", "a positive number of seconds such as 10").pipe(
+  Config.withDefault(Duration.seconds(10))
+)
 
-const logLevels = ["all", "trace", "debug", "info", "warning", "error", "fatal", "none"] as const
-export const logLevel = checked("LOG_LEVEL", logLevels.join(", "), (raw) => {
-  const name = oneOf(...logLevels, "warn")(raw)
-  if (name === undefined) return undefined
-  const label = name === "warn" ? "Warning" : `${name[0]!.toUpperCase()}${name.slice(1)}`
-  return LogLevel.fromLiteral(label as LogLevel.Literal)
-}).pipe(Config.withDefault(LogLevel.Info))
-export const logFormat = checked("LOG_FORMAT", "pretty or json", oneOf("pretty", "json")).pipe(
+/** Effect's `Config.logLevel` reads the levels' own labels (`warn`, `off`, any case); README's names are added. */
+const LOG_LEVELS = "all, trace, debug, info, warning, error, fatal, none"
+export const logLevel = Config.logLevel("LOG_LEVEL").pipe(
+  Config.orElse(() =>
+    literal("LOG_LEVEL", LOG_LEVELS, "warning", "none").pipe(
+      Config.map((name) => (name === "warning" ? LogLevel.Warning : LogLevel.None))
+    )
+  ),
+  explained("LOG_LEVEL", LOG_LEVELS),
+  Config.withDefault(LogLevel.Info)
+)
+export const logFormat = literal("LOG_FORMAT", "pretty or json", "pretty", "json").pipe(
   Config.withDefault("pretty" as const)
 )
 
@@ -182,43 +208,42 @@ export const logFormat = checked("LOG_FORMAT", "pretty or json", oneOf("pretty",
  * above all, is shared by more events: bench/RESULTS.md, store-path); the short window bounds how
  * long an event waits at low rates (publish-to-queryable latency).
  */
-export const consumerBatchSize = checked("CONSUMER_BATCH_SIZE", "a positive whole number such as 2000", positiveInt).pipe(
+export const consumerBatchSize = positiveWholeNumber("CONSUMER_BATCH_SIZE", "a positive whole number such as 2000").pipe(
   Config.withDefault(2000)
 )
-export const consumerBatchWindow = checked(
+export const consumerBatchWindow = positiveWholeNumber(
   "CONSUMER_BATCH_WINDOW_MS",
-  "a positive whole number of milliseconds such as 100",
-  positiveInt
+  "a positive whole number of milliseconds such as 100"
 ).pipe(Config.map(Duration.millis), Config.withDefault(Duration.millis(100)))
-export const directQueueCapacity = checked(
+export const directQueueCapacity = positiveWholeNumber(
   "DIRECT_QUEUE_CAPACITY",
-  "a positive whole number such as 10000",
-  positiveInt
+  "a positive whole number such as 10000"
 ).pipe(Config.withDefault(10_000))
 
 export type MarketSourceName = "poll" | "sim" | "replay"
 /** Where market events come from: Binance's REST 24h tickers, a simulated market, or recorded day files. */
-export const source: Config.Config<MarketSourceName> = checked(
+export const source: Config.Config<MarketSourceName> = literal(
   "SOURCE",
   "poll (Binance REST 24h tickers), sim (a simulated market) or replay (recorded JSONL day files)",
-  oneOf("poll", "sim", "replay")
+  "poll",
+  "sim",
+  "replay"
 ).pipe(Config.withDefault("poll" as const))
 
 /** The simulated market's seed: with the same settings and start, the same seed gives the same events. */
-export const simSeed = checked("SIM_SEED", "a whole number such as 42", (raw) => {
-  const n = Number(raw)
-  return /^-?\d+$/.test(raw) && Number.isSafeInteger(n) ? n : undefined
-}).pipe(Config.withDefault(42))
+export const simSeed = wholeNumber("SIM_SEED", Number.MIN_SAFE_INTEGER).pipe(
+  explained("SIM_SEED", "a whole number such as 42"),
+  Config.withDefault(42)
+)
 
 export const SIM_MAX_EVENTS_PER_SECOND = 200_000
-export const simEventsPerSecond = checked(
-  "SIM_EVENTS_PER_SECOND",
-  `a whole number from 1 to ${SIM_MAX_EVENTS_PER_SECOND} (events per second over all symbols)`,
-  (raw) => {
-    const n = Number(raw)
-    return /^\d+$/.test(raw) && n >= 1 && n <= SIM_MAX_EVENTS_PER_SECOND ? n : undefined
-  }
-).pipe(Config.withDefault(10))
+export const simEventsPerSecond = wholeNumber("SIM_EVENTS_PER_SECOND", 1, SIM_MAX_EVENTS_PER_SECOND).pipe(
+  explained(
+    "SIM_EVENTS_PER_SECOND",
+    `a whole number from 1 to ${SIM_MAX_EVENTS_PER_SECOND} (events per second over all symbols)`
+  ),
+  Config.withDefault(10)
+)
 
 /** The instant of the first simulated event, in microseconds since the epoch; unset: the start of the process. */
 export const simStart = Config.option(
@@ -231,13 +256,10 @@ export const replayDir = checked("REPLAY_DIR", "a directory path such as data/ra
 )
 
 /** Replay pace: 1 = as recorded, 2 = twice as fast, 0 = as fast as the pipeline takes the events. */
-export const replaySpeed = checked(
+export const replaySpeed = finiteNumber(
   "REPLAY_SPEED",
   "a number of at least 0 such as 1 (as recorded), 10 (ten times faster) or 0 (as fast as possible)",
-  (raw) => {
-    const n = Number(raw)
-    return raw !== "" && Number.isFinite(n) && n >= 0 ? n : undefined
-  }
+  (n) => n >= 0
 ).pipe(Config.withDefault(1))
 
 /** Renders a ConfigError as the sentences a user needs: which variable, which value, what is accepted. */
@@ -246,8 +268,13 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
   const walk = (e: ConfigError.ConfigError): void => {
     switch (e._op) {
       case "And":
-      case "Or":
         walk(e.left)
+        walk(e.right)
+        return
+      case "Or":
+        // A fallback that was tried and failed on a value explains the failure (`explained`, an alias
+        // such as CRYPTO_SYMBOLS): its sentence replaces the first reader's.
+        if (ConfigError.isMissingDataOnly(e.right)) walk(e.left)
         walk(e.right)
         return
       case "InvalidData":

@@ -51,4 +51,14 @@ describe("configuration", () => {
       assert.include(flag, 'ENABLE_DB_SINK="maybe" is not valid: expected true or false')
     })
   )
+
+  it.effect("refuses a blank number instead of reading it as 0 (PORT= would listen on a random port)", () =>
+    Effect.gen(function* () {
+      const port = yield* failureOf(AppConfig.port).pipe(withEnv({ PORT: "" }))
+      assert.include(port, 'PORT="" is not valid: expected a TCP port number')
+      const interval = yield* failureOf(AppConfig.pollInterval).pipe(withEnv({ POLL_INTERVAL_SECONDS: " " }))
+      assert.include(interval, 'POLL_INTERVAL_SECONDS=" " is not valid')
+      assert.strictEqual(yield* AppConfig.port.pipe(withEnv({ PORT: "8080" })), 8080)
+    })
+  )
 })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { csvContracts, parseCsv, plainNumber, toCsv } from "../src/api/csv.js"
+import { csvContracts, parseCsv, plainNumber, toCsv } from "../src/bi/csv.js"
 
 describe("toCsv", () => {
   it("quotes exactly the fields that need it, byte for byte", () => {

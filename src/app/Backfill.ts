@@ -3,6 +3,7 @@ import { BinanceClient } from "../binance/BinanceClient.js"
 import { isRetryable, retryPolicy } from "../binance/retry.js"
 import { bucketStart, type Candle, fromKlineRow, type Interval, intervalMs } from "../domain/Candles.js"
 import type { TickerSymbol } from "../domain/Ticker.js"
+import { DAY_MS } from "../domain/Time.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { makeProgress } from "./Progress.js"
 
@@ -38,7 +39,7 @@ export const runBackfill = (options: BackfillOptions) =>
     const size = intervalMs(options.interval)
     const now = yield* Clock.currentTimeMillis
     // whole UTC days: the first day's daily candle is complete too
-    const earliest = bucketStart(now - options.days * 86_400_000, "1d")
+    const earliest = bucketStart(now - options.days * DAY_MS, "1d")
 
     const plan = yield* Effect.forEach(options.symbols, (symbol) =>
       repo.lastClosedKline(symbol, options.interval).pipe(

@@ -1,6 +1,6 @@
 import { FileSystem, HttpClient, Path } from "@effect/platform"
 import { Data, Effect } from "effect"
-import type { CsvContract } from "../api/csv.js"
+import type { CsvContract } from "../bi/csv.js"
 import { BiReports } from "../bi/BiReports.js"
 import { verifyCsv } from "../bi/verify.js"
 import type { TickerSymbol } from "../domain/Ticker.js"

@@ -1,6 +1,6 @@
-import { type CsvContract, csvContracts, parseCsv } from "../api/csv.js"
 import { compareDecimal, isDecimal, maxDecimal, minDecimal } from "../domain/Decimal.js"
-import { parseInstantMicros } from "../domain/Ticker.js"
+import { parseInstantMicros, symbolPattern } from "../domain/Ticker.js"
+import { type CsvContract, csvContracts, parseCsv } from "./csv.js"
 
 type Check = (value: string) => string | undefined
 
@@ -8,10 +8,10 @@ const date: Check = (v) =>
   /^\d{4}-\d{2}-\d{2}$/.test(v) && new Date(`${v}T00:00:00Z`).toISOString().startsWith(v)
     ? undefined
     : "expected an ISO date YYYY-MM-DD"
-const symbol: Check = (v) => (/^[A-Z0-9]{2,30}$/.test(v) ? undefined : "expected a Binance symbol such as BTCUSDT")
+const symbol: Check = (v) => (symbolPattern.test(v) ? undefined : "expected a Binance symbol such as BTCUSDT")
 const unsigned: Check = (v) => (isDecimal(v) && !v.startsWith("-") ? undefined : "expected a non-negative decimal")
 const signed: Check = (v) => (isDecimal(v) ? undefined : "expected a decimal")
-const feature: Check = (v) => (v === "" || /^-?\d+(\.\d+)?$/.test(v) ? undefined : "expected a plain number or an empty field")
+const feature: Check = (v) => (v === "" || isDecimal(v) ? undefined : "expected a plain number or an empty field")
 const instant: Check = (v) =>
   parseInstantMicros(v) === undefined ? "expected an ISO-8601 instant such as 2026-01-15T14:03:22.913852+00:00" : undefined
 

@@ -3,6 +3,7 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { Clock, Duration, Effect, Either, Option, ParseResult, Ref, Schema } from "effect"
 import * as AppConfig from "../Config.js"
 import { DecimalString, type TickerSymbol } from "../domain/Ticker.js"
+import { isoInstant, MINUTE_MS } from "../domain/Time.js"
 import {
   type BinanceError,
   BinanceRejected,
@@ -81,7 +82,7 @@ const make = Effect.gen(function* () {
       const until = Math.min(earlier.value.until, startedAt + Duration.toMillis(MAX_RATE_LIMIT_WAIT))
       yield* Ref.set(blockedUntil, until)
       yield* Effect.logWarning(
-        `Binance rate limit from an earlier run: no request to Binance before ${new Date(until).toISOString()} (HTTP ${earlier.value.status})`
+        `Binance rate limit from an earlier run: no request to Binance before ${isoInstant(until)} (HTTP ${earlier.value.status})`
       )
     }
   }
@@ -90,7 +91,7 @@ const make = Effect.gen(function* () {
   const waitForClearance = Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
     const observed = yield* Ref.get(weight)
-    const minuteStart = now - (now % 60_000)
+    const minuteStart = now - (now % MINUTE_MS)
     if (
       Option.isSome(observed) &&
       observed.value.observedAt >= minuteStart &&
@@ -99,7 +100,7 @@ const make = Effect.gen(function* () {
       yield* Effect.logWarning("request weight near Binance's limit; waiting for the next minute").pipe(
         Effect.annotateLogs({ usedWeight1m: observed.value.usedWeight1m })
       )
-      yield* Ref.update(blockedUntil, (t) => Math.max(t, minuteStart + 60_000))
+      yield* Ref.update(blockedUntil, (t) => Math.max(t, minuteStart + MINUTE_MS))
     }
     const until = yield* Ref.get(blockedUntil)
     if (until > now) yield* Effect.sleep(Duration.millis(until - now))

@@ -2,6 +2,7 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeFileSystem, NodePath } from "@effect/platform-node"
 import { Context, Effect, Either, Layer, Option, Ref, Schema } from "effect"
 import * as AppConfig from "../Config.js"
+import { isoInstant } from "../domain/Time.js"
 
 /** Until when Binance refuses this IP, and why: 429 (slow down) or 418 (IP ban). */
 export interface RateLimitEntry {
@@ -49,7 +50,7 @@ const wholeMillis = (until: number) => Math.min(Math.max(Math.ceil(until), 0), M
 
 const fileText = (entry: RateLimitEntry) => {
   const until = wholeMillis(entry.until)
-  return `${JSON.stringify({ until, until_utc: new Date(until).toISOString(), status: entry.status })}\n`
+  return `${JSON.stringify({ until, until_utc: isoInstant(until), status: entry.status })}\n`
 }
 
 /** The store as a small JSON file at `file`, written atomically (temp file, fsync, rename). */
@@ -112,7 +113,7 @@ const makeFileStore = (file: string) =>
           .pipe(
             Effect.catchAll((e) =>
               Effect.logWarning(
-                `cannot record the Binance rate limit (HTTP ${entry.status}, until ${new Date(wholeMillis(entry.until)).toISOString()}) in ${file} (${e.message}); a restart before then would not know about it`
+                `cannot record the Binance rate limit (HTTP ${entry.status}, until ${isoInstant(wholeMillis(entry.until))}) in ${file} (${e.message}); a restart before then would not know about it`
               )
             ),
             // a stop signal must not cut the write short

@@ -1,4 +1,5 @@
 import { aggregate, type Candle, type Interval, mergeCandleSources } from "./Candles.js"
+import { MINUTE_MS } from "./Time.js"
 
 // The arithmetic of incremental candles: spans that take in more ticks without re-reading the earlier
 // ones, tick minutes, and the days built from candles with the state their incremental update keeps.
@@ -75,8 +76,6 @@ export interface TickMinute extends PriceSpan {
   readonly symbol: string
   readonly openTime: number
 }
-
-const MINUTE_MS = 60_000
 
 /**
  * The ticks grouped by (symbol, UTC minute) into spans, in one pass, in any order: nothing is parsed,

@@ -1,4 +1,5 @@
-import { type Candle, intervalMs, utcDate } from "./Candles.js"
+import type { Candle } from "./Candles.js"
+import { DAY_MS, utcDate } from "./Time.js"
 
 /** One row of the `daily_features` contract. Features are floats; `close` stays the candle's decimal string. */
 export interface DailyFeature {
@@ -10,9 +11,13 @@ export interface DailyFeature {
   readonly volatility_30d: number | null
 }
 
-const DAY_MS = intervalMs("1d")
 const ANNUALISE = Math.sqrt(365) // crypto trades every day of the year
 
+/**
+ * Features are floats by contract, so the closes become numbers here (`Number` reads a decimal string
+ * to the nearest float). An exact `BigDecimal.unsafeDivide` first would cost about 15 µs a return
+ * against 0.1 µs, for a difference in the last bit.
+ */
 const logReturn = (close: string, previous: string): number | null => {
   const now = Number(close)
   const before = Number(previous)

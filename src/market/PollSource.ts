@@ -5,6 +5,7 @@ import type { BinanceError } from "../binance/BinanceError.js"
 import { isRetryable, retryPolicy } from "../binance/retry.js"
 import { Broker } from "../broker/Broker.js"
 import { formatInstantMicros, type Tick, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol } from "../domain/Ticker.js"
+import { isoInstant } from "../domain/Time.js"
 import { Health } from "../status/Health.js"
 import { StopRequested } from "../app/Shutdown.js"
 import { MarketSource, watchedPublish } from "./MarketSource.js"
@@ -90,7 +91,7 @@ export const runProducer = Effect.gen(function* () {
     const until = yield* client.blockedUntil
     yield* health.producerRateLimitedUntil(until)
     if (until > (yield* Clock.currentTimeMillis) && (yield* health.producer).state === "starting") {
-      yield* health.producerFailed(`waiting for Binance's Retry-After: no request before ${new Date(until).toISOString()}`)
+      yield* health.producerFailed(`waiting for Binance's Retry-After: no request before ${isoInstant(until)}`)
     }
   })
 

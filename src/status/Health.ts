@@ -1,4 +1,5 @@
 import { Clock, Effect, Ref } from "effect"
+import { isoInstant } from "../domain/Time.js"
 
 /**
  * The state of one part of the running platform, as /health reports it. `blocked`: the producer has
@@ -34,8 +35,6 @@ export interface SinkHealth {
   readonly last_success_at: string | null
 }
 
-const iso = (ms: number) => new Date(ms).toISOString()
-
 /**
  * Shared, in-process view of the producer's, the broker's and the sinks' condition. The roles write
  * it; the API reads it. In a process that does not run a part it says so instead of guessing.
@@ -69,8 +68,8 @@ export class Health extends Effect.Service<Health>()("status/Health", {
             name,
             state,
             detail: error,
-            since: prev !== undefined && prev.state === state ? prev.since : iso(now),
-            last_success_at: error === null ? iso(now) : (prev?.last_success_at ?? null)
+            since: prev !== undefined && prev.state === state ? prev.since : isoInstant(now),
+            last_success_at: error === null ? isoInstant(now) : (prev?.last_success_at ?? null)
           }
           return new Map(all).set(name, next)
         })
@@ -83,27 +82,27 @@ export class Health extends Effect.Service<Health>()("status/Health", {
       producerSucceeded: (usedWeight1m: number | null) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
-            Ref.update(producer, (p) => ({ ...p, state: "up" as const, last_success_at: iso(now), used_weight_1m: usedWeight1m }))
+            Ref.update(producer, (p) => ({ ...p, state: "up" as const, last_success_at: isoInstant(now), used_weight_1m: usedWeight1m }))
           )
         ),
       producerFailed: (message: string) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
-            Ref.update(producer, (p) => ({ ...p, state: "down" as const, last_error: message, last_error_at: iso(now) }))
+            Ref.update(producer, (p) => ({ ...p, state: "down" as const, last_error: message, last_error_at: isoInstant(now) }))
           )
         ),
       /** The broker has not taken a publish for a while: the producer waits (backpressure). */
       producerBlocked: (message: string) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
-            Ref.update(producer, (p) => ({ ...p, state: "blocked" as const, last_error: message, last_error_at: iso(now) }))
+            Ref.update(producer, (p) => ({ ...p, state: "blocked" as const, last_error: message, last_error_at: isoInstant(now) }))
           )
         ),
       /** Binance's Retry-After end (epoch ms; 0 or past: none). */
       producerRateLimitedUntil: (untilMs: number) =>
         Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) =>
-            Ref.update(producer, (p) => ({ ...p, rate_limited_until: untilMs > now ? iso(untilMs) : null }))
+            Ref.update(producer, (p) => ({ ...p, rate_limited_until: untilMs > now ? isoInstant(untilMs) : null }))
           )
         ),
       setBroker: (state: ComponentState, mode: string, detail: string | null = null) =>

@@ -3,6 +3,7 @@ import { Error as PlatformError, FileSystem, Path } from "@effect/platform"
 import { Cause, Effect } from "effect"
 import { eventJson } from "../domain/EventJson.js"
 import { parseInstantMicros, type Tick, type TickerEvent } from "../domain/Ticker.js"
+import { DAY_MS, utcDate } from "../domain/Time.js"
 import { Identities } from "./Identities.js"
 import { SinkError, TickSink } from "./TickSink.js"
 
@@ -21,8 +22,8 @@ const MAX_DAYS = 3
 // plus one number per day file whose failed append could not be undone yet (cut back before that
 // file's next append, so in practice only the days of the one batch being retried).
 
-const DAY_US = 86_400_000_000
-const dayName = (dayIndex: number) => new Date(dayIndex * 86_400_000).toISOString().slice(0, 10)
+const DAY_US = DAY_MS * 1000
+const dayName = (dayIndex: number) => utcDate(dayIndex * DAY_MS)
 
 const isNotFound = (e: PlatformError.PlatformError) => e._tag === "SystemError" && e.reason === "NotFound"
 

@@ -1,14 +1,12 @@
 import { mergeSpans, type PriceSpan, type TickMinute, tickMinutes } from "../domain/CandleMerge.js"
-import { utcDate } from "../domain/Candles.js"
 import type { Tick } from "../domain/Ticker.js"
-import { DAY_MS, type MemberRow, rebuiltDay, SELECT_DAY_MEMBERS } from "./CandleRows.js"
+import { DAY_MS, MINUTE_MS, utcDate } from "../domain/Time.js"
+import { type MemberRow, rebuiltDay, SELECT_DAY_MEMBERS } from "./CandleRows.js"
 import type { RawDb, RawStatement, RawValue } from "./RawSqlite.js"
 
 // The tick path of the candles: O(batch), from the newly stored ticks only, on the write path's own
 // connection (TickWriter.ts), inside its transaction. Every statement is a single-row one prepared
 // once: a batch touches a handful of minutes and days, and SQLite runs each in microseconds.
-
-const MINUTE_MS = 60_000
 
 /**
  * The span merge of a stored row (`table`) with its excluded twin: open from the earlier first

@@ -2,6 +2,7 @@ import { SqlClient, SqlError } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Clock, Effect, Schema } from "effect"
 import type { Tick } from "../domain/Ticker.js"
+import { isoInstant } from "../domain/Time.js"
 import { openRaw } from "./RawSqlite.js"
 import { makeTickMerge } from "./TickCandles.js"
 
@@ -84,7 +85,7 @@ export class TickWriter extends Effect.Service<TickWriter>()("store/TickWriter",
     const run = <A>(what: string, f: (ingestedAt: string, now: number) => A) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.try({
-          try: () => f(new Date(now).toISOString(), now),
+          try: () => f(isoInstant(now), now),
           catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to ${what}` })
         })
       )

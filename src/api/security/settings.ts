@@ -1,5 +1,5 @@
 import { Config, ConfigError, Either, Option, Redacted } from "effect"
-import { explained, invalid } from "../../Config.js"
+import { explained, invalid, wholeNumber } from "../../Config.js"
 import { parseApiKeys } from "./keys.js"
 
 /**
@@ -64,9 +64,6 @@ export const parseOrigins = (raw: string): "*" | ReadonlyArray<string> | undefin
 
 const flag = (name: string, accepted: string) =>
   Config.boolean(name).pipe(explained(name, accepted), Config.withDefault(false))
-
-const wholeNumber = (name: string, min: number, max: number) =>
-  Config.integer(name).pipe(Config.validate({ message: `from ${min} to ${max}`, validation: (n) => n >= min && n <= max }))
 
 export const apiKeys = Config.option(
   Config.redacted("API_KEYS").pipe(Config.mapOrFail((keys) => parseApiKeys(Redacted.value(keys))))

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Array as Arr, Clock, Effect, Schema } from "effect"
 import { buildDay, dayMergeState, mergeSpans, type TickMinute, tickMinutes } from "../../domain/CandleMerge.js"
-import { utcDate } from "../../domain/Candles.js"
+import { DAY_MS, MINUTE_MS, utcDate } from "../../domain/Time.js"
 
 /**
  * Incremental candles: what merging a batch's ticks into the stored candles needs, so a batch costs
@@ -43,8 +43,6 @@ const CandleRow = Schema.Struct({
 })
 
 const PAGE = 20_000
-const DAY_MS = 86_400_000
-const MINUTE_MS = 60_000
 
 export default Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
