@@ -18,9 +18,11 @@
  *   node dist/bench/bench/memory.js [--minutes 10] [--rate 1000] [--symbols 10] [--sample-s 10]
  *     [--max-mb 200] [--flat 1.1] [--main dist/main.js]
  *
- * Then, unless --skip-experiment, the same for `--experiment-minutes` (3) with node options
- * `--experiment-node-args` (--max-old-space-size=96): what capping V8's old generation does to the
- * peak (not the product's configuration; reported separately, never as the figure).
+ * The process runs with the node options the product is launched with (`npm start` in package.json,
+ * the same as NODE_OPTIONS in docker/Dockerfile: a cap on V8's old generation), or `--node-args`.
+ * Then, unless --skip-experiment, the same for `--experiment-minutes` (3) with `--experiment-node-args`
+ * instead (default: none, V8's own heap sizing): what the launch options do to the peak (reported
+ * separately, never as the figure).
  *
  * Exit code 0 when both goals are met, 1 when not (or events were lost), 2 when the bench failed.
  * Run it on a quiet machine: nothing else heavy, no other bench.
@@ -62,8 +64,8 @@ const { values: args } = parseArgs({
     "sample-s": { type: "string", default: "10" },
     "max-mb": { type: "string", default: "200" },
     flat: { type: "string", default: "1.1" },
-    "node-args": { type: "string", default: "" },
-    "experiment-node-args": { type: "string", default: "--max-old-space-size=96" },
+    "node-args": { type: "string" },
+    "experiment-node-args": { type: "string", default: "" },
     "experiment-minutes": { type: "string", default: "3" },
     "skip-experiment": { type: "boolean", default: false },
     main: { type: "string", default: DEFAULT_MAIN }
@@ -76,8 +78,14 @@ const maxMb = Number(args["max-mb"])
 const flat = Number(args.flat)
 const symbols = symbolsOf(Number(args.symbols))
 const mainJs = path.resolve(args.main)
-/** Extra node options for the process (an experiment, e.g. --max-old-space-size=96); none for the figure. */
-const nodeArgs = args["node-args"].split(" ").filter((a) => a !== "")
+/** The node options of `npm start` (package.json): how the product is launched, the Docker image included. */
+const launchNodeArgs = (): Array<string> => {
+  const start = (JSON.parse(fs.readFileSync(path.resolve("package.json"), "utf8")) as { scripts: { start: string } }).scripts.start
+  const launch = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/main\.js/.exec(start)
+  if (launch === null) throw new Error(`package.json's start script does not run node … dist/main.js: ${start}`)
+  return launch[1]!.split(" ").filter((a) => a !== "")
+}
+const nodeArgs = args["node-args"] === undefined ? launchNodeArgs() : args["node-args"].split(" ").filter((a) => a !== "")
 const experimentArgs = args["experiment-node-args"].split(" ").filter((a) => a !== "")
 const experimentMinutes = Number(args["experiment-minutes"])
 if (!Number.isInteger(experimentMinutes) || experimentMinutes < 3) throw new Error("--experiment-minutes must be a whole number ≥ 3")
@@ -305,7 +313,7 @@ const main = async () => {
       `(goals: last minute ≤ ${flat} × the second minute, and ≤ ${maxMb} MB)`
   )
   print(machineLine())
-  if (nodeArgs.length > 0) print(`note: the process runs with \`${nodeArgs.join(" ")}\``)
+  if (nodeArgs.length > 0) print(`note: the process runs with \`node ${nodeArgs.join(" ")}\`${args["node-args"] === undefined ? " (how npm start and the Docker image launch it)" : ""}`)
   const bare = await bareNodeRss()
   print(`baseline: a bare idle \`node -e\` process: ${mb(bare)} MB`)
 
@@ -342,16 +350,17 @@ const main = async () => {
   )
 
   let e: RunResult | undefined
-  if (!args["skip-experiment"] && experimentArgs.length > 0) {
-    log(`\nexperiment: ${experimentMinutes} min with ${experimentArgs.join(" ")}`)
-    e = await runOnce(experimentMinutes, [...nodeArgs, ...experimentArgs])
+  const experimentLabel = experimentArgs.length > 0 ? `\`node ${experimentArgs.join(" ")}\`` : "V8's own heap sizing (node with no options)"
+  if (!args["skip-experiment"] && experimentArgs.join(" ") !== nodeArgs.join(" ")) {
+    log(`\nexperiment: ${experimentMinutes} min with ${experimentLabel}`)
+    e = await runOnce(experimentMinutes, experimentArgs)
     print("")
-    print(`experiment (not the product's configuration): the same for ${experimentMinutes} min with \`node ${experimentArgs.join(" ")}\`:`)
+    print(`experiment (not the product's launch): the same for ${experimentMinutes} min with ${experimentLabel}:`)
     print("")
     for (const line of e.table) print(line)
     print("")
     print(`every ${sampleS} s (MB): ${e.samples.map((x) => mb(x.rss)).join(" ")}`)
-    print(`max ${mb(e.maxRss)} MB, VmHWM ${mb(e.hwm)} MB (without the option, the first ${experimentMinutes} min above peaked at ${mb(Math.max(...r.samples.filter((x) => x.elapsedS < experimentMinutes * 60).map((x) => x.rss ?? 0)))} MB)`)
+    print(`max ${mb(e.maxRss)} MB, VmHWM ${mb(e.hwm)} MB (with the launch options, the first ${experimentMinutes} min above peaked at ${mb(Math.max(...r.samples.filter((x) => x.elapsedS < experimentMinutes * 60).map((x) => x.rss ?? 0)))} MB)`)
     print(e.ending)
     print(gcLine(e))
   }
@@ -390,7 +399,7 @@ const main = async () => {
       `- Capping V8's old generation so that the first full collection comes early: ` +
         (e === undefined
           ? "e.g. node --max-old-space-size=96."
-          : `with \`${experimentArgs.join(" ")}\` the first ${experimentMinutes} minutes peaked at ${mb(e.maxRss)} MB instead of ` +
+          : `with ${experimentLabel} the first ${experimentMinutes} minutes peaked at ${mb(e.maxRss)} MB against ` +
             `${mb(Math.max(...r.samples.filter((x) => x.elapsedS < experimentMinutes * 60).map((x) => x.rss ?? 0)))} MB.`) +
         " A cap must leave room for the live set at the highest rate (the queues and the JSONL sink's identities grow with the rate), or the process dies of an out-of-memory error instead."
     )
