@@ -8,11 +8,14 @@
  *   encode    Schema.encode(Schema.Array(TickerEvent)): what HttpApiBuilder runs on a success value
  *             (every refinement re-checked: IsoInstant, DecimalString, TickerSymbol)
  *   json      JSON.stringify of the encoded value
+ *   (the four above are the path before issue 9; the API now answers with the next two)
+ *   latestJson TickRepo.latestJson: SQLite builds the JSON array on the read connection
+ *   version   TickRepo.dataVersion: the answer cache's freshness check
  * GET /bi/daily_ohlc.csv?symbol=BTCUSDT&days=365:
  *   sql       the daily_candles query through @effect/sql (no Schema)
  *   repo      CandleRepo.daily: the query + Schema decode (DailyCandle)
  *   report    BiReports.dailyOhlc: repo + normalizeDecimal + toCsv
- *   etag      csvResponse: SHA-256 ETag of the body + the response value
+ *   etag      csvAnswer: the body's bytes and their SHA-256 ETag
  *
  *   node dist/bench/bench/breakdown.js [--db bench/.data/bench.db] [--iterations 300]
  */
@@ -20,7 +23,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Layer, ManagedRuntime, Schema } from "effect"
 import * as path from "node:path"
 import { parseArgs } from "node:util"
-import { csvResponse } from "../src/api/Http.js"
+import { csvAnswer } from "../src/api/Http.js"
 import { BiReports } from "../src/bi/BiReports.js"
 import { TickerEvent } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
@@ -77,6 +80,8 @@ const main = async () => {
   await timeIt("all four stages above except sql, in sequence", async () =>
     JSON.stringify(await run(encode(await run(ticks.latest("BTCUSDT", 200)))))
   )
+  await timeIt("latestJson: TickRepo.latestJson (SQLite builds the JSON)", () => run(ticks.latestJson("BTCUSDT", 200)))
+  await timeIt("version: TickRepo.dataVersion (the answer cache's check)", () => run(ticks.dataVersion))
 
   out.print("\nGET /bi/daily_ohlc.csv?symbol=BTCUSDT&days=365")
   const now = Date.now()
@@ -89,9 +94,7 @@ const main = async () => {
   await timeIt("repo: CandleRepo.daily (query + decode)", () => run(candles.daily("BTCUSDT", from, to)))
   await timeIt("report: BiReports.dailyOhlc (repo + normalizeDecimal + toCsv)", () => run(bi.dailyOhlc("BTCUSDT", 365)))
   const body = await run(bi.dailyOhlc("BTCUSDT", 365))
-  await timeIt("etag: csvResponse (SHA-256 of the body + response)", () =>
-    csvResponse(body, { maxAge: 300, ifNoneMatch: undefined, filename: "daily_ohlc_BTCUSDT.csv" })
-  )
+  await timeIt("etag: csvAnswer (the bytes + their SHA-256)", () => csvAnswer(body, { maxAge: 300, filename: "daily_ohlc_BTCUSDT.csv" }))
   await runtime.dispose()
   log(machineLine())
   recordResults("breakdown", `Per-stage time in process, no HTTP, ${iterations} iterations per stage (\`bench/breakdown.ts\`).\n\n${out.block()}`)

@@ -4,6 +4,8 @@
  * back to back (read each answer whole, then send the next) for `warmup` + `duration` seconds; only
  * the `duration` part counts. Uses undici's Pool when node_modules has undici, else node:http with a
  * keep-alive Agent. Prints one JSON line: { client, requests, seconds, rps, errors, non2xx, bytes, latency }.
+ * `--vary` makes every request's URL distinct: `symbol` goes round the `--symbols` list and `&n=<count>`
+ * is appended, so no answer cache can answer it. `--header name:value` (repeatable) adds headers.
  *
  *   node dist/bench/bench/load.js --url http://127.0.0.1:8000/trades/latest?symbol=BTCUSDT --connections 32 --duration 10 --warmup 2
  */
@@ -16,7 +18,10 @@ const { values: args } = parseArgs({
     connections: { type: "string", default: "32" },
     duration: { type: "string", default: "10" },
     warmup: { type: "string", default: "2" },
-    client: { type: "string", default: "auto" }
+    client: { type: "string", default: "auto" },
+    vary: { type: "boolean", default: false },
+    symbols: { type: "string", default: "" },
+    header: { type: "string", multiple: true, default: [] }
   }
 })
 if (args.url === undefined) throw new Error("--url is required")
@@ -24,6 +29,19 @@ const url = new URL(args.url)
 const connections = Number(args.connections)
 
 type Get = () => Promise<{ status: number; bytes: number }>
+
+const headers = Object.fromEntries(args.header.map((h) => [h.slice(0, h.indexOf(":")).trim(), h.slice(h.indexOf(":") + 1).trim()]))
+const symbols = args.symbols.split(",").filter((s) => s !== "")
+let sent = 0
+/** The path of the next request: the URL's, or with --vary a distinct one. */
+const nextPath = () => {
+  if (!args.vary) return url.pathname + url.search
+  const varied = new URL(url)
+  sent++
+  if (symbols.length > 0) varied.searchParams.set("symbol", symbols[sent % symbols.length]!)
+  varied.searchParams.set("n", String(sent))
+  return varied.pathname + varied.search
+}
 
 /** undici (a dependency of @effect/platform-node), loaded by name so the type check does not depend on it. */
 const undiciGet = async (): Promise<Get | undefined> => {
@@ -35,9 +53,8 @@ const undiciGet = async (): Promise<Get | undefined> => {
       }
     }
     const pool = new undici.Pool(url.origin, { connections, pipelining: 1 })
-    const path = url.pathname + url.search
     return async () => {
-      const res = await pool.request({ path, method: "GET" })
+      const res = await pool.request({ path: nextPath(), method: "GET", headers })
       let bytes = 0
       for await (const chunk of res.body) bytes += chunk.length
       return { status: res.statusCode, bytes }
@@ -51,7 +68,7 @@ const nodeHttpGet = (): Get => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
   return () =>
     new Promise((resolve, reject) => {
-      const req = http.get(url, { agent }, (res) => {
+      const req = http.get(new URL(nextPath(), url), { agent, headers }, (res) => {
         let bytes = 0
         res.on("data", (chunk: Buffer) => (bytes += chunk.length))
         res.on("end", () => resolve({ status: res.statusCode ?? 0, bytes }))

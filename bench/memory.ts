@@ -44,6 +44,7 @@ import {
   slope,
   simPublishedOf,
   simStartOf,
+  launchNodeArgs,
   startRole,
   storedSummary,
   symbolsOf,
@@ -78,14 +79,7 @@ const maxMb = Number(args["max-mb"])
 const flat = Number(args.flat)
 const symbols = symbolsOf(Number(args.symbols))
 const mainJs = path.resolve(args.main)
-/** The node options of `npm start` (package.json): how the product is launched, the Docker image included. */
-const launchNodeArgs = (): Array<string> => {
-  const start = (JSON.parse(fs.readFileSync(path.resolve("package.json"), "utf8")) as { scripts: { start: string } }).scripts.start
-  const launch = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/main\.js/.exec(start)
-  if (launch === null) throw new Error(`package.json's start script does not run node … dist/main.js: ${start}`)
-  return launch[1]!.split(" ").filter((a) => a !== "")
-}
-const nodeArgs = args["node-args"] === undefined ? launchNodeArgs() : args["node-args"].split(" ").filter((a) => a !== "")
+const nodeArgs = args["node-args"] === undefined ? [...launchNodeArgs] : args["node-args"].split(" ").filter((a) => a !== "")
 const experimentArgs = args["experiment-node-args"].split(" ").filter((a) => a !== "")
 const experimentMinutes = Number(args["experiment-minutes"])
 if (!Number.isInteger(experimentMinutes) || experimentMinutes < 3) throw new Error("--experiment-minutes must be a whole number ≥ 3")

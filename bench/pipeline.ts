@@ -340,8 +340,16 @@ export interface RoleProcess {
   readonly kill: () => void
 }
 
+/** The node options of `npm start` (package.json): how the product is launched, the Docker image included. */
+export const launchNodeArgs: ReadonlyArray<string> = (() => {
+  const start = (JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as { scripts: { start: string } }).scripts.start
+  const launch = /\bnode((?: --[\w-]+(?:=\S+)?)*) dist\/main\.js/.exec(start)
+  if (launch === null) throw new Error(`package.json's start script does not run node … dist/main.js: ${start}`)
+  return launch[1]!.split(" ").filter((a) => a !== "")
+})()
+
 /**
- * `node [nodeArgs] dist/main.js --role=<role>` with exactly PATH, HOME, LOG_FORMAT=json, LOG_LEVEL=info,
+ * `node [nodeArgs: launchNodeArgs unless given] dist/main.js --role=<role>` with exactly PATH, HOME, LOG_FORMAT=json, LOG_LEVEL=info,
  * HOST=127.0.0.1 and `env` (no API protection, no inherited settings). Log lines at WARN and above are
  * echoed with the label; every JSON line is kept for the bench to read.
  */
@@ -359,7 +367,7 @@ export const startRole = (
 ): RoleProcess => {
   const main = options.main ?? DEFAULT_MAIN
   if (!fs.existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`)
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), main, `--role=${role}`], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? launchNodeArgs), main, `--role=${role}`], {
     cwd: repoRoot,
     env: {
       PATH: process.env["PATH"] ?? "",

@@ -7,7 +7,6 @@ import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vites
 import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
 import { Api, RANGE_MAX_ROWS } from "../src/api/Api.js"
 import { httpServer } from "../src/api/Http.js"
-import { HotResponses } from "../src/api/HotPath.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
@@ -20,7 +19,7 @@ const dbFile = path.join(dir, "app.db")
 
 /** The real server on a real loopback socket, over a temporary database; SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT. */
 const TestLive = httpServer(NodeHttpServer.layerTest).pipe(
-  Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default, HotResponses.Default)),
+  Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default)),
   Layer.provideMerge(sqliteLayer(dbFile)),
   Layer.provide(
     Layer.setConfigProvider(

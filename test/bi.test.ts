@@ -6,8 +6,8 @@ import { ConfigProvider, Effect, Layer, ManagedRuntime, TestClock } from "effect
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { AnswerCache } from "../src/api/AnswerCache.js"
 import { httpServer } from "../src/api/Http.js"
-import { HotResponses } from "../src/api/HotPath.js"
 import { BiReports } from "../src/bi/BiReports.js"
 import type { Candle } from "../src/domain/Candles.js"
 import { Health } from "../src/status/Health.js"
@@ -138,7 +138,7 @@ describe("BI endpoints over a real socket", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bi-test-"))
   const runtime = ManagedRuntime.make(
     httpServer(NodeHttpServer.layerTest).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default, Health.Default, HotResponses.Default)),
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default, Health.Default)),
       Layer.provideMerge(sqliteLayer(path.join(dir, "app.db"))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
     )
@@ -197,6 +197,28 @@ describe("BI endpoints over a real socket", () => {
     expect(other.status).toBe(200)
     const volume = await get("/bi/daily_volume.csv?symbol=BTCUSDT&days=1")
     expect(volume.headers["etag"]).not.toBe(etag)
+  })
+
+  it("answers If-None-Match for a kept report with 304 without building it, and builds it again after new data", async () => {
+    const cache = await runtime.runPromise(AnswerCache)
+    const url = "/bi/daily_volume.csv?symbol=ETHUSDT&days=2"
+    const store = (volume: string) =>
+      runtime.runPromise(Effect.flatMap(CandleRepo, (repo) => repo.upsert([{ ...day(today, "1.0", "2.0", "0.5", "1.5", volume, false), symbol: "ETHUSDT" }], "klines")))
+    await store("3.00000000")
+    const first = await get(url)
+    expect(first.status).toBe(200)
+    const etag = first.headers["etag"]!
+    const hits = cache.size().hits
+    const notModified = await get(url, { "if-none-match": etag })
+    expect(notModified.status).toBe(304)
+    expect(notModified.headers["cache-control"]).toBe("public, max-age=300")
+    expect(cache.size().hits).toBe(hits + 1) // the kept answer's ETag: no report was built
+    await store("4.00000000")
+    const changed = await get(url, { "if-none-match": etag })
+    expect(changed.status).toBe(200)
+    expect(changed.text).toContain(`${today},ETHUSDT,4,`)
+    expect(changed.headers["etag"]).not.toBe(etag)
+    expect(cache.size().hits).toBe(hits + 1)
   })
 
   it("answers the fixed header for a configured symbol without data", async () => {
@@ -270,6 +292,17 @@ describe("BI endpoints over a real socket", () => {
     expect(JSON.parse(res.text)).toEqual([
       { date: today, symbol: "BTCUSDT", close: "1.50000000", log_return: null, volatility_7d: null, volatility_30d: null }
     ])
+  })
+
+  it("declares the candle's wire form in the OpenAPI document, as /candles answers it", async () => {
+    const doc = JSON.parse((await get("/openapi.json")).text)
+    const success = doc.paths["/candles"].get.responses["200"].content["application/json"].schema
+    const item = success.items.$ref === undefined ? success.items : doc.components.schemas[success.items.$ref.split("/").pop()]
+    expect(Object.keys(item.properties).sort()).toEqual(
+      ["close", "closed", "high", "interval", "low", "open", "open_time", "quote_volume", "symbol", "trades", "volume"]
+    )
+    expect(item.properties.open_time.type).toBe("string")
+    expect(item.properties.closed.type).toBe("boolean")
   })
 
   it("lists the BI endpoints in the OpenAPI document", async () => {

@@ -2,8 +2,9 @@ import { Either, Schema } from "effect"
 import { describe, expect, it } from "vitest"
 import {
   aggregate,
-  type Candle,
+  Candle,
   candlesFromTicks,
+  candlesJson,
   fromKlineRow,
   type Interval,
   intervalMs,
@@ -268,5 +269,28 @@ describe("mergeCandleSources", () => {
   it("works with either side empty", () => {
     expect(mergeCandleSources([], [d("BTCUSDT", "1m", 0, "1")])).toEqual([d("BTCUSDT", "1m", 0, "1")])
     expect(mergeCandleSources([k(0, "1")], [])).toEqual([k(0, "1")])
+  })
+})
+
+describe("the candle's wire form", () => {
+  it("is the Candle class's encoded form: open_time as an ISO instant, quote_volume, closed as a boolean, nothing else", () => {
+    const c = { ...m1(3, ["1.5", "2", "1", "1.75"], "10", "15.5", 7, false), source: "klines" }
+    const wire = {
+      symbol: "BTCUSDT",
+      interval: "1m",
+      open_time: "2024-01-01T00:03:00.000Z",
+      open: "1.5",
+      high: "2",
+      low: "1",
+      close: "1.75",
+      volume: "10",
+      quote_volume: "15.5",
+      trades: 7,
+      closed: false
+    }
+    expect(candlesJson([c])).toBe(JSON.stringify([wire]))
+    expect(candlesJson([])).toBe("[]")
+    const { source: _, ...plain } = c
+    expect(Schema.decodeUnknownSync(Schema.Array(Candle))([wire])).toEqual([plain])
   })
 })

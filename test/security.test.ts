@@ -7,7 +7,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { httpServer } from "../src/api/Http.js"
-import { HotResponses } from "../src/api/HotPath.js"
 import {
   clientAddress,
   makeRateLimiter,
@@ -31,7 +30,7 @@ let databases = 0
 const server = (env: Record<string, string>) => {
   const dbFile = path.join(dir, `app-${databases++}.db`)
   return httpServer(NodeHttpServer.layerTest).pipe(
-    Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default, HotResponses.Default)),
+    Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
     Layer.provideMerge(sqliteLayer(dbFile)),
     Layer.provide(
       Layer.setConfigProvider(

@@ -8,7 +8,6 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Api } from "../src/api/Api.js"
 import { ApiLive, httpServer } from "../src/api/Http.js"
-import { HotResponses } from "../src/api/HotPath.js"
 import { makeKeyMatcher } from "../src/api/security/keys.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
@@ -25,7 +24,7 @@ const serving = <A, E, R>(http: Layer.Layer<A, E, R>, env: Record<string, string
   const dbFile = path.join(dir, `app-${databases++}.db`)
   const runtime = ManagedRuntime.make(
     http.pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default, HotResponses.Default)),
+      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
       Layer.provideMerge(sqliteLayer(dbFile)),
       Layer.provide(
         Layer.setConfigProvider(

@@ -1,9 +1,8 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { ParseResult, Schema } from "effect"
-import { Interval } from "../domain/Candles.js"
+import { Candle, Interval } from "../domain/Candles.js"
+import { BI_DEFAULT_DAYS, BI_MAX_DAYS, SymbolSummary } from "../domain/ReadModels.js"
 import { formatInstantMicros, isInstantShaped, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
-import { BI_DEFAULT_DAYS, BI_MAX_DAYS } from "../bi/BiReports.js"
-import { SymbolSummary } from "../store/TickRepo.js"
 import { SystemApi } from "./HealthApi.js"
 import { ApiKeyAuth } from "./security/keys.js"
 
@@ -154,20 +153,6 @@ export class BadRange extends Schema.TaggedError<BadRange>()(
   HttpApiSchema.annotations({ status: 400 })
 ) {}
 
-export const CandleJson = Schema.Struct({
-  symbol: Schema.String,
-  interval: Interval,
-  open_time: Schema.String,
-  open: Schema.String,
-  high: Schema.String,
-  low: Schema.String,
-  close: Schema.String,
-  volume: Schema.String,
-  quote_volume: Schema.String,
-  trades: Schema.Number,
-  closed: Schema.Boolean
-})
-
 export const FeatureJson = Schema.Struct({
   date: Schema.String,
   symbol: Schema.String,
@@ -189,7 +174,7 @@ export class MarketApi extends HttpApiGroup.make("market")
   .add(
     HttpApiEndpoint.get("candles", "/candles")
       .setUrlParams(CandleParams)
-      .addSuccess(Schema.Array(CandleJson))
+      .addSuccess(Schema.Array(Candle))
       .addError(UnknownSymbol)
       .addError(BadRange)
       .annotate(

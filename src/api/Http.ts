@@ -7,18 +7,17 @@ import {
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import { Chunk, Effect, Layer } from "effect"
+import { Chunk, Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"
 import { BiReports } from "../bi/BiReports.js"
 import * as AppConfig from "../Config.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { makeClientErrorsMiddleware } from "./ClientErrors.js"
-import { HotResponses } from "./HotPath.js"
+import { type Answer, AnswerCache, jsonAnswer, toResponse } from "./AnswerCache.js"
 import { ApiKeyAuthLive, SecurityLive } from "./security/middleware.js"
 import { TickRepo } from "../store/TickRepo.js"
-import { eventKey } from "../domain/Ticker.js"
-import { bucketStart, intervalMs } from "../domain/Candles.js"
-import { Api, BadRange, CANDLES_MAX, encodeCursor, UnknownSymbol } from "./Api.js"
+import { bucketStart, candlesJson, intervalMs } from "../domain/Candles.js"
+import { Api, BadRange, CANDLES_MAX, encodeCursor, FeatureJson, UnknownSymbol } from "./Api.js"
 import { SystemLive } from "./HealthHttp.js"
 
 /** A symbol is known when it is configured (SYMBOLS) or has stored data; anything else is a client error. */
@@ -47,45 +46,48 @@ class KnownSymbols extends Effect.Service<KnownSymbols>()("api/KnownSymbols", {
   })
 }) {}
 
+/** The headers that point from one page of /trades/range to the next. */
+const nextPageHeaders = (requestUrl: string, lastMicros: number) => {
+  const next = encodeCursor(lastMicros)
+  const url = new URL(requestUrl, "http://localhost")
+  url.searchParams.set("cursor", next)
+  return { "x-next-cursor": next, link: `<${url.pathname}${url.search}>; rel="next"` }
+}
+
 const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
   Effect.gen(function* () {
     const repo = yield* TickRepo
     const known = yield* KnownSymbols
-    const hot = yield* HotResponses
+    const cache = yield* AnswerCache
     return handlers
       .handle("symbols", () => Effect.orDie(repo.symbols))
       .handle("latest", ({ urlParams: { limit, symbol } }) =>
-        Effect.gen(function* () {
-          yield* known.require(symbol)
-          const body = JSON.stringify(yield* Effect.orDie(repo.latest(symbol, limit)))
-          yield* hot.remember((yield* HttpServerRequest.HttpServerRequest).url, body)
-          return HttpServerResponse.text(body, { contentType: "application/json" })
-        })
+        known.require(symbol).pipe(
+          Effect.zipRight(cache.answer("live", Effect.map(Effect.orDie(repo.latestJson(symbol, limit)), (page) => jsonAnswer(page.json)))),
+          Effect.map((answer) => toResponse(answer))
+        )
       )
       .handle("range", ({ urlParams: { cursor, end, limit, start, symbol } }) =>
         Effect.gen(function* () {
           yield* known.require(symbol)
+          const { url } = yield* HttpServerRequest.HttpServerRequest
           const from = cursor === undefined ? start : Math.max(start, cursor + 1)
-          // one row more than asked tells whether another page follows
-          const rows = yield* Effect.orDie(repo.range(symbol, from, end, limit + 1))
-          if (rows.length <= limit) return rows
-          const page = rows.slice(0, limit)
-          const next = encodeCursor(eventKey(page[page.length - 1]!).tsMicros)
-          const request = yield* HttpServerRequest.HttpServerRequest
-          const url = new URL(request.url, "http://localhost")
-          url.searchParams.set("cursor", next)
-          return yield* HttpServerResponse.json(page, {
-            headers: { "x-next-cursor": next, link: `<${url.pathname}${url.search}>; rel="next"` }
-          }).pipe(Effect.orDie)
+          const page = Effect.map(Effect.orDie(repo.rangeJson(symbol, from, end, limit)), (page) =>
+            jsonAnswer(page.json, page.more && page.lastMicros !== null ? nextPageHeaders(url, page.lastMicros) : {})
+          )
+          return toResponse(yield* cache.answer("live", page))
         })
       )
   })
 )
 
+const encodeFeatures = Schema.encodeSync(Schema.Array(FeatureJson))
+
 const MarketLive = HttpApiBuilder.group(Api, "market", (handlers) =>
   Effect.gen(function* () {
     const reports = yield* BiReports
     const known = yield* KnownSymbols
+    const cache = yield* AnswerCache
     return handlers
       .handle("candles", ({ urlParams: { end, interval, start, symbol } }) =>
         Effect.gen(function* () {
@@ -99,26 +101,22 @@ const MarketLive = HttpApiBuilder.group(Api, "market", (handlers) =>
               message: `${buckets} ${interval} candles asked; at most ${CANDLES_MAX} per answer: narrow start/end or use a coarser interval`
             })
           }
-          const candles = yield* Effect.orDie(reports.candleRows(symbol, interval, first, to))
-          return candles
-            .filter((c) => c.openTime >= first && c.openTime < to)
-            .map((c) => ({
-              symbol: c.symbol,
-              interval: c.interval,
-              open_time: new Date(c.openTime).toISOString(),
-              open: c.open,
-              high: c.high,
-              low: c.low,
-              close: c.close,
-              volume: c.volume,
-              quote_volume: c.quoteVolume,
-              trades: c.trades,
-              closed: c.closed
-            }))
+          const candles = Effect.map(Effect.orDie(reports.candles(symbol, interval, first, to)), (candles) =>
+            jsonAnswer(candlesJson(candles.filter((c) => c.openTime >= first && c.openTime < to)))
+          )
+          return toResponse(yield* cache.answer("live", candles))
         })
       )
       .handle("features", ({ urlParams: { days, symbol } }) =>
-        known.require(symbol).pipe(Effect.zipRight(Effect.orDie(reports.featureRows(symbol, days))))
+        known.require(symbol).pipe(
+          Effect.zipRight(
+            cache.answer(
+              "reports",
+              Effect.map(Effect.orDie(reports.featureRows(symbol, days)), (rows) => jsonAnswer(JSON.stringify(encodeFeatures(rows))))
+            )
+          ),
+          Effect.map((answer) => toResponse(answer))
+        )
       )
   })
 )
@@ -126,29 +124,46 @@ const MarketLive = HttpApiBuilder.group(Api, "market", (handlers) =>
 /** How long BI tools and caches may reuse a report, per contract. */
 const maxAge = { daily: 300, latest: 15 } as const
 
-/** A CSV answer with an ETag of its bytes; a matching If-None-Match gets a bodyless 304 instead. */
-export const csvResponse = (body: string, options: { readonly maxAge: number; readonly ifNoneMatch: string | undefined; readonly filename: string }) => {
-  const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 32)}"`
-  const headers = { etag, "cache-control": `public, max-age=${options.maxAge}` }
-  const presented = (options.ifNoneMatch ?? "").split(",").map((t) => t.trim().replace(/^W\//, ""))
-  if (presented.includes(etag) || presented.includes("*")) return HttpServerResponse.empty({ status: 304, headers })
-  return HttpServerResponse.text(body, {
+/** A CSV report as an answer, with an ETag of its bytes. */
+export const csvAnswer = (body: string, options: { readonly maxAge: number; readonly filename: string }): Answer => {
+  const bytes = new TextEncoder().encode(body)
+  return {
+    body: bytes,
     contentType: "text/csv; charset=utf-8",
-    headers: { ...headers, "content-disposition": `inline; filename="${options.filename}"` }
-  })
+    headers: {
+      etag: `"${createHash("sha256").update(bytes).digest("base64url").slice(0, 32)}"`,
+      "cache-control": `public, max-age=${options.maxAge}`,
+      "content-disposition": `inline; filename="${options.filename}"`
+    }
+  }
+}
+
+/** The answer, or a bodyless 304 with its ETag and Cache-Control when If-None-Match names it. */
+export const conditionalResponse = (answer: Answer, ifNoneMatch: string | undefined) => {
+  const etag = answer.headers["etag"] ?? ""
+  const presented = (ifNoneMatch ?? "").split(",").map((t) => t.trim().replace(/^W\//, ""))
+  if (!presented.includes(etag) && !presented.includes("*")) return toResponse(answer)
+  const { "content-disposition": _, ...headers } = answer.headers
+  return HttpServerResponse.empty({ status: 304, headers })
 }
 
 const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
   Effect.gen(function* () {
     const reports = yield* BiReports
     const known = yield* KnownSymbols
+    const cache = yield* AnswerCache
+    /** A report answer: kept (a matching If-None-Match then costs no report at all), or built and kept. */
+    const report = (ifNoneMatch: string | undefined, body: Effect.Effect<string>, options: { readonly maxAge: number; readonly filename: string }) =>
+      Effect.map(
+        cache.answer("reports", Effect.map(body, (text) => csvAnswer(text, options))),
+        (answer) => conditionalResponse(answer, ifNoneMatch)
+      )
     const daily =
-      (report: (symbol: string, days: number) => Effect.Effect<string, unknown>, name: string) =>
+      (build: (symbol: string, days: number) => Effect.Effect<string, unknown>, name: string) =>
       ({ headers, urlParams: { days, symbol } }: { headers: { readonly "if-none-match"?: string | undefined }; urlParams: { readonly symbol: string; readonly days: number } }) =>
         known.require(symbol).pipe(
-          Effect.zipRight(Effect.orDie(report(symbol, days))),
-          Effect.map((body) =>
-            csvResponse(body, { maxAge: maxAge.daily, ifNoneMatch: headers["if-none-match"], filename: `${name}_${symbol}.csv` })
+          Effect.zipRight(
+            report(headers["if-none-match"], Effect.orDie(build(symbol, days)), { maxAge: maxAge.daily, filename: `${name}_${symbol}.csv` })
           )
         )
     return handlers
@@ -159,16 +174,20 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
         Effect.gen(function* () {
           const symbols = urlParams.symbols ?? (yield* known.all)
           yield* Effect.forEach(symbols, known.require, { discard: true })
-          const body = yield* Effect.orDie(reports.latestPrices(symbols))
-          return csvResponse(body, { maxAge: maxAge.latest, ifNoneMatch: headers["if-none-match"], filename: "latest_prices.csv" })
+          return yield* report(headers["if-none-match"], Effect.orDie(reports.latestPrices(symbols)), {
+            maxAge: maxAge.latest,
+            filename: "latest_prices.csv"
+          })
         })
       )
   })
 )
 
+/** The API's handlers, and the answer cache they share (exposed for tests and metrics). */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([SystemLive, TradesLive, MarketLive, BiLive]),
-  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive])
+  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive]),
+  Layer.provideMerge(AnswerCache.Default)
 )
 
 /**
@@ -195,7 +214,7 @@ export const httpServer = <A, E, R>(
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(SecurityLive),
     Layer.provide(ClientErrorsLive),
-    Layer.provide(ApiLive),
+    Layer.provideMerge(ApiLive),
     HttpServer.withLogAddress,
     Layer.provideMerge(server)
   )

@@ -3,9 +3,8 @@ import { Duration, Effect, Layer } from "effect"
 import { createServer, type Server } from "node:http"
 import { installClientErrorHandler } from "./ClientErrors.js"
 import { healthServer } from "./HealthHttp.js"
-import { HotResponses, withHotPath } from "./HotPath.js"
 import { httpServer } from "./Http.js"
-import { SecurityConfig } from "./Security.js"
+import { SecurityConfig, type SecuritySettings } from "./Security.js"
 
 /** In-flight requests may finish for this long after a stop; then every connection is cut. */
 export const CLOSE_GRACE = Duration.millis(2500)
@@ -41,26 +40,23 @@ export const closeGracefully = (server: Server) =>
 const withGracefulClose = <A, E, R>(server: Server, layer: Layer.Layer<A, E, R>) =>
   Layer.scopedDiscard(Effect.addFinalizer(() => closeGracefully(server))).pipe(Layer.provideMerge(layer))
 
-/**
- * The API listening on `port`/`host`: the hot path for /trades/latest in front of the pipeline,
- * JSON answers for requests Node's parser rejects, and a bounded graceful close.
- */
-export const listeningServer = (options: { readonly port: number; readonly host: string }) =>
-  Layer.unwrapEffect(
-    Effect.gen(function* () {
-      const hot = yield* HotResponses
-      const settings = yield* SecurityConfig
-      const server = withHotPath(installClientErrorHandler(createServer(), settings), hot)
-      return withGracefulClose(server, httpServer(NodeHttpServer.layer(() => server, options)))
-    })
-  ).pipe(Layer.provideMerge(HotResponses.Default))
+type NodeServerLayer = ReturnType<typeof NodeHttpServer.layer>
 
-/** GET /health alone on `port`/`host`, for the producer and consumer processes (HEALTH_PORT). */
-export const healthListeningServer = (options: { readonly port: number; readonly host: string }) =>
+/** `serve` on a `node:http` server listening on `port`/`host`: JSON answers for requests Node's parser rejects, and a bounded graceful close. */
+const listening = <A, E, R>(
+  options: { readonly port: number; readonly host: string },
+  serve: (server: NodeServerLayer, settings: SecuritySettings) => Layer.Layer<A, E, R>
+) =>
   Layer.unwrapEffect(
-    Effect.gen(function* () {
-      const settings = yield* SecurityConfig
+    Effect.map(SecurityConfig, (settings) => {
       const server = installClientErrorHandler(createServer(), settings)
-      return withGracefulClose(server, healthServer(NodeHttpServer.layer(() => server, options), settings))
+      return withGracefulClose(server, serve(NodeHttpServer.layer(() => server, options), settings))
     })
   )
+
+/** The API on `port`/`host`: every request goes through the Effect pipeline (`httpServer`). */
+export const listeningServer = (options: { readonly port: number; readonly host: string }) =>
+  listening(options, (server) => httpServer(server))
+
+/** GET /health alone on `port`/`host`, for the producer and consumer processes (HEALTH_PORT). */
+export const healthListeningServer = (options: { readonly port: number; readonly host: string }) => listening(options, healthServer)

@@ -10,7 +10,7 @@
  * - `security/headers.ts`    security headers, the Swagger UI CSP, private caching of keyed answers
  * - `security/middleware.ts` all of it per server: `SecurityLive` and `ApiKeyAuthLive`
  */
-export { API_CSP, securityHeaders, staticApiHeaders } from "./security/headers.js"
+export { API_CSP, securityHeaders } from "./security/headers.js"
 export { ApiKeyAuth, Unauthorized } from "./security/keys.js"
 export { ApiKeyAuthLive, SecurityLive } from "./security/middleware.js"
 export { clientAddress, makeRateLimiter, MAX_TRACKED_CLIENTS } from "./security/rateLimit.js"

@@ -1,6 +1,7 @@
 import { Either, Schema } from "effect"
 import { compareDecimal, isDecimal, maxDecimal, minDecimal, sumDecimals } from "./Decimal.js"
 import { parseInstantMicros, TickerSymbol, type TickerEvent } from "./Ticker.js"
+import { isoInstant } from "./Time.js"
 
 export const Intervals = ["1m", "5m", "1h", "1d"] as const
 export const Interval = Schema.Literal(...Intervals)
@@ -21,23 +22,40 @@ export const bucketStart = (ms: number, interval: Interval): number => {
   return Math.floor(ms / size) * size
 }
 
-/** `YYYY-MM-DD` of an epoch-ms instant, in UTC. */
-export const utcDate = (ms: number): string => new Date(ms).toISOString().slice(0, 10)
+export { utcDate } from "./Time.js"
 
-/** One OHLCV candle. Prices and volumes are decimal strings; `closed` is false while the interval is still running. */
-export interface Candle {
-  readonly symbol: string
-  readonly interval: Interval
-  readonly openTime: number
-  readonly open: string
-  readonly high: string
-  readonly low: string
-  readonly close: string
-  readonly volume: string
-  readonly quoteVolume: string
-  readonly trades: number
-  readonly closed: boolean
-}
+/** Epoch milliseconds, written on the wire as an ISO-8601 instant (`2026-01-15T14:03:00.000Z`). */
+const MillisFromIso = Schema.transform(Schema.String, Schema.Number, {
+  strict: true,
+  decode: (iso) => Date.parse(iso),
+  encode: isoInstant
+})
+
+/**
+ * One OHLCV candle: the one shape from the stored row (store/CandleRows reads both candle tables into
+ * it) through the arithmetic here to the wire, which is its encoded form (the /candles answer, as
+ * /openapi.json declares it). Prices and volumes are decimal strings; `closed` is false while the
+ * interval is still running. Plain objects of these fields are candles too.
+ */
+export class Candle extends Schema.Class<Candle>("Candle")({
+  symbol: Schema.String,
+  interval: Interval,
+  openTime: Schema.propertySignature(MillisFromIso).pipe(Schema.fromKey("open_time")),
+  open: Schema.String,
+  high: Schema.String,
+  low: Schema.String,
+  close: Schema.String,
+  volume: Schema.String,
+  quoteVolume: Schema.propertySignature(Schema.String).pipe(Schema.fromKey("quote_volume")),
+  trades: Schema.Number,
+  closed: Schema.Boolean
+}) {}
+
+/** Candles in their wire form, as one JSON document: the encoding of `Schema.Array(Candle)`. */
+export const candlesJson: (candles: ReadonlyArray<Candle>) => string = (() => {
+  const encode = Schema.encodeSync(Schema.Array(Candle))
+  return (candles) => JSON.stringify(encode(candles))
+})()
 
 /** Sort order of every candle list this module returns: symbol, then interval (finest first), then openTime. */
 export const compareCandles = (a: Candle, b: Candle): number =>

@@ -1,25 +1,20 @@
 import { SqlClient, SqlSchema } from "@effect/sql"
 import { Array as Arr, Effect, Option, Schema } from "effect"
 import { bucketStart, type Candle, Interval, mergeCandleSources } from "../domain/Candles.js"
-import { CandleRow, DAY_MS, MemberRow, rebuiltDay, SELECT_DAY_MEMBERS, toCandle } from "./CandleRows.js"
+import {
+  CandleRow,
+  DAILY_AS_CANDLE_COLUMNS,
+  DAY_MS,
+  MemberRow,
+  rebuiltDay,
+  SELECT_DAY_MEMBERS,
+  SourcedCandleRow,
+  toCandle,
+  toSourcedCandle
+} from "./CandleRows.js"
 
 export { buildDay, type CandleSource } from "../domain/CandleMerge.js"
-
-/** One row of the gold layer: the day's candle and which source it was built from. */
-export const DailyCandle = Schema.Struct({
-  symbol: Schema.String,
-  date: Schema.String,
-  open: Schema.String,
-  high: Schema.String,
-  low: Schema.String,
-  close: Schema.String,
-  volume: Schema.String,
-  quote_volume: Schema.String,
-  trades: Schema.Number,
-  closed: Schema.Number,
-  source: Schema.String
-})
-export type DailyCandle = typeof DailyCandle.Type
+export { DailyCandle } from "./CandleRows.js"
 
 /** Candles (silver) and daily candles (gold): klines rebuild the days they touch, ticks merge into them. */
 export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo", {
@@ -104,9 +99,9 @@ export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo",
 
     const findDaily = SqlSchema.findAll({
       Request: Schema.Struct({ symbol: Schema.String, from: Schema.String, to: Schema.String }),
-      Result: DailyCandle,
+      Result: SourcedCandleRow,
       execute: ({ from, symbol, to }) => sql`
-        SELECT symbol, date, open, high, low, close, volume, quote_volume, trades, closed, source
+        SELECT ${sql.literal(DAILY_AS_CANDLE_COLUMNS)}
         FROM daily_candles WHERE symbol = ${symbol} AND date >= ${from} AND date <= ${to} ORDER BY date`
     })
 
@@ -122,8 +117,8 @@ export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo",
     return {
       upsert,
       lastClosedKline,
-      /** Daily candles of `symbol` with `from <= date <= to` (YYYY-MM-DD), oldest first. */
-      daily: (symbol: string, from: string, to: string) => findDaily({ symbol, from, to }),
+      /** Daily candles (interval 1d) of `symbol` with `from <= date <= to` (YYYY-MM-DD), oldest first, with what each was built from. */
+      daily: (symbol: string, from: string, to: string) => Effect.map(findDaily({ symbol, from, to }), Arr.map(toSourcedCandle)),
       /** Stored candles of one interval in [from, to) (epoch ms); klines win over tick candles. */
       candles: (symbol: string, interval: Interval, from: number, to: number) =>
         findCandles({ symbol, interval, from, to }).pipe(

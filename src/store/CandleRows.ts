@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import { Schema, Struct } from "effect"
 import { buildDay, type DayMember, dayMergeState } from "../domain/CandleMerge.js"
 import { type Candle, Interval, utcDate } from "../domain/Candles.js"
 import type { RawValue } from "./RawSqlite.js"
@@ -6,12 +6,12 @@ import type { RawValue } from "./RawSqlite.js"
 // The rows of `candles` and `daily_candles` and the day rebuild's SQL, shared by CandleRepo (on
 // @effect/sql, for klines) and the tick write path (TickCandles.ts, on better-sqlite3).
 
-export const DAY_MS = 86_400_000
+export { DAY_MS } from "../domain/Time.js"
 
-export const CandleRow = Schema.Struct({
+/** The columns a candle has in both tables (`daily_candles` as SELECT_DAILY_AS_CANDLES names them). */
+const CandleColumns = Schema.Struct({
   symbol: Schema.String,
   interval: Interval,
-  source: Schema.Literal("klines", "ticks"),
   open_time: Schema.Number,
   open: Schema.String,
   high: Schema.String,
@@ -22,7 +22,18 @@ export const CandleRow = Schema.Struct({
   trades: Schema.Number,
   closed: Schema.Number
 })
+
+/** A row of `candles`. */
+export const CandleRow = Schema.Struct({ ...CandleColumns.fields, source: Schema.Literal("klines", "ticks") })
 export type CandleRow = typeof CandleRow.Type
+
+/** A row of `daily_candles` as stored (its merge-state columns aside). */
+export const DailyCandle = Schema.Struct({
+  date: Schema.String,
+  ...Struct.omit(CandleColumns.fields, "interval", "open_time"),
+  source: Schema.String
+})
+export type DailyCandle = typeof DailyCandle.Type
 
 /** A stored candle with the span a tick minute keeps for merging (null on klines). */
 export const MemberRow = Schema.Struct({
@@ -36,7 +47,7 @@ export const MemberRow = Schema.Struct({
 })
 export type MemberRow = typeof MemberRow.Type
 
-export const toCandle = (r: CandleRow): Candle => ({
+export const toCandle = (r: typeof CandleColumns.Type): Candle => ({
   symbol: r.symbol,
   interval: r.interval,
   openTime: r.open_time,
@@ -49,6 +60,16 @@ export const toCandle = (r: CandleRow): Candle => ({
   trades: r.trades,
   closed: r.closed === 1
 })
+
+/** A row of either table (`daily_candles` as DAILY_AS_CANDLE_COLUMNS names its columns) with the source it was built from. */
+export const SourcedCandleRow = Schema.Struct({ ...CandleColumns.fields, source: Schema.String })
+
+/** A stored candle and its source ("klines", "ticks", or for a day "klines+ticks"). */
+export const toSourcedCandle = (r: typeof SourcedCandleRow.Type): Candle & { readonly source: string } => ({ ...toCandle(r), source: r.source })
+
+/** The columns of `daily_candles` under the names of `candles`: a day is a 1d candle opening at its UTC midnight. */
+export const DAILY_AS_CANDLE_COLUMNS =
+  "symbol, '1d' AS interval, unixepoch(date) * 1000 AS open_time, open, high, low, close, volume, quote_volume, trades, closed, source"
 
 const toMember = (r: MemberRow): DayMember => ({
   ...toCandle(r),

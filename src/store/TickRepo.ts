@@ -1,7 +1,12 @@
-import { SqlClient, SqlSchema } from "@effect/sql"
+import { SqlClient, SqlError, SqlSchema } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Array as Arr, Effect, Schema } from "effect"
+import { SymbolSummary } from "../domain/ReadModels.js"
 import type { TickerEvent } from "../domain/Ticker.js"
+import { openRaw } from "./RawSqlite.js"
+import { BUSY_TIMEOUT_MS } from "./Sql.js"
 
+/** A `ticks` row: every column was checked against the contract when it was written (TickWriter). */
 const TickRow = Schema.Struct({
   symbol: Schema.String,
   timestamp_utc: Schema.String,
@@ -25,17 +30,66 @@ const toEvent = (row: TickRow): TickerEvent => {
   return row.event_time === null ? event : { ...event, event_time: row.event_time }
 }
 
-export const SymbolSummary = Schema.Struct({
-  symbol: Schema.String,
-  latest_timestamp_utc: Schema.String,
-  events: Schema.Number
-})
-export type SymbolSummary = typeof SymbolSummary.Type
+/**
+ * The contract event of a `ticks` row as one JSON object, built by SQLite: the fields in contract
+ * order, `event_time` only when stored (what `JSON.stringify` gives for the event `toEvent` builds).
+ */
+const contractFields =
+  "'timestamp_utc', timestamp_utc, 'symbol', symbol, 'lastPrice', last_price, " +
+  "'priceChangePercent', price_change_percent, 'volume', volume, 'source', source"
+const EVENT_JSON = `CASE WHEN event_time IS NULL THEN json_object(${contractFields}) ELSE json_object(${contractFields}, 'event_time', event_time) END`
 
-/** Reads of the tick history (bronze layer), every one bounded; TickWriter writes it. */
+/** An answer of the JSON reads: the events as one JSON array, how many, and the last one's instant (µs). */
+const JsonPage = Schema.Struct({ json: Schema.String, rows: Schema.Number, last_us: Schema.NullOr(Schema.Number) })
+const decodePage = Schema.decodeUnknownSync(JsonPage)
+const DataVersion = Schema.Struct({ data_version: Schema.Number })
+const decodeVersion = Schema.decodeUnknownSync(DataVersion)
+
+export interface EventsJson {
+  /** The events as a JSON array, ready to send. */
+  readonly json: string
+  readonly rows: number
+  /** The instant of the last event in the array, µs since the epoch; null when it is empty. */
+  readonly lastMicros: number | null
+  /** Whether more events follow in the range asked (range reads only). */
+  readonly more: boolean
+}
+
+/**
+ * Reads of the tick history (bronze layer), every one bounded; TickWriter writes it. Rows are read
+ * without re-checking what the writer checked. The API's reads (`latestJson`, `rangeJson`,
+ * `dataVersion`) run on a read connection of their own, straight on better-sqlite3 with statements
+ * prepared once, and get their JSON from SQLite: no row becomes a JavaScript object on the way from
+ * the table to the answer's bytes.
+ */
 export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
-  effect: Effect.gen(function* () {
+  scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const { filename } = (yield* SqliteClient.SqliteClient).config
+    const reader = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => openRaw(filename, BUSY_TIMEOUT_MS),
+        catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to open the tick store for reading" })
+      }),
+      (db) => Effect.sync(() => db.close())
+    ).pipe(Effect.orDie)
+
+    const latestStatement = reader.prepare(`
+      SELECT json_group_array(${EVENT_JSON} ORDER BY ts_us DESC) AS json, count(*) AS rows, min(ts_us) AS last_us
+      FROM (SELECT * FROM ticks WHERE symbol = ? ORDER BY ts_us DESC LIMIT ?)`)
+    const rangeStatement = reader.prepare(`
+      SELECT json_group_array(${EVENT_JSON} ORDER BY ts_us) AS json, count(*) AS rows, max(ts_us) AS last_us
+      FROM (SELECT * FROM ticks WHERE symbol = ? AND ts_us >= ? AND ts_us < ? ORDER BY ts_us LIMIT ?)`)
+    const moreStatement = reader.prepare("SELECT EXISTS (SELECT 1 FROM ticks WHERE symbol = ? AND ts_us > ? AND ts_us < ?) AS more")
+    const versionStatement = reader.prepare("PRAGMA data_version")
+
+    /** One synchronous read on the reader; a failure (SQLITE_BUSY, a corrupt file) is a SqlError. */
+    const read = <A>(what: string, f: () => A) =>
+      Effect.try({ try: f, catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to read ${what}` }) })
+    const page = (row: unknown, more: boolean): EventsJson => {
+      const { json, last_us, rows } = decodePage(row)
+      return { json, rows, lastMicros: last_us, more }
+    }
 
     const findLatest = SqlSchema.findAll({
       Request: Schema.Struct({ symbol: Schema.String, limit: Schema.Number }),
@@ -72,6 +126,22 @@ export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
       /** Oldest first, `start` inclusive, `end` exclusive (microseconds since the epoch). */
       range: (symbol: string, startUs: number, endUs: number, limit: number) =>
         Effect.map(findRange({ symbol, startUs, endUs, limit }), Arr.map(toEvent)),
+      /** `latest` as one JSON array, newest first. */
+      latestJson: (symbol: string, limit: number) =>
+        read("the latest events", () => page(latestStatement.get(symbol, limit), false)),
+      /** `range` as one JSON array, oldest first, and whether more events follow before `endUs`. */
+      rangeJson: (symbol: string, startUs: number, endUs: number, limit: number) =>
+        read("a range of events", () => {
+          const answer = page(rangeStatement.get(symbol, startUs, endUs, limit), false)
+          if (answer.rows < limit || answer.lastMicros === null) return answer
+          return { ...answer, more: moreStatement.get(symbol, answer.lastMicros, endUs)?.["more"] === 1 }
+        }),
+      /**
+       * A number that changes whenever any connection (this process's writers, another process) has
+       * committed a change to the database since the last call: SQLite's `PRAGMA data_version` on the
+       * read connection, which never writes. Meaningful only within this process's lifetime.
+       */
+      dataVersion: read("the data version", () => decodeVersion(versionStatement.get()).data_version),
       symbols: findSymbols(undefined),
       /** The newest stored event's instant (µs since the epoch), 0 when nothing is stored. */
       newestMicros: findNewest(undefined).pipe(Effect.map((rows) => rows[0]?.newest ?? 0))

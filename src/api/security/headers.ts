@@ -21,16 +21,6 @@ export const securityHeaders = (settings: Pick<SecuritySettings, "hsts">): Recor
   ...(settings.hsts ? { "strict-transport-security": "max-age=31536000; includeSubDomains" } : {})
 })
 
-/**
- * The headers of an API (non-docs) response when no setting needs a per-request decision, or
- * undefined when one does (API keys, rate limits or CORS): then every request must go through the
- * middleware.
- */
-export const staticApiHeaders = (settings: SecuritySettings): Record<string, string> | undefined =>
-  Option.isNone(settings.apiKeys) && Option.isNone(settings.rateLimit) && Option.isNone(settings.corsOrigins)
-    ? { ...securityHeaders(settings), "content-security-policy": API_CSP }
-    : undefined
-
 const swaggerCspCache = new WeakMap<object, string>()
 
 const swaggerPolicy = (scriptSrc: string) =>
