@@ -1,5 +1,5 @@
 /**
- * Reference server of bench (B) (`--ceiling`): the product's HTTP stack (HttpApiBuilder, the real
+ * A reference server, run by hand (no bench starts it): the product's HTTP stack (HttpApiBuilder, the real
  * security middleware, NodeHttpServer) with a GET /trades/latest endpoint of the same URL-parameter
  * schema whose handler returns the API's answer from memory, as ready-made bytes. Its throughput is
  * the most the API could reach on this stack if the answer were cached: no SQL, no Schema

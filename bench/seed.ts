@@ -2,7 +2,7 @@
  * Builds the benchmark database: 365 UTC days ending today of 1m klines for ten symbols
  * (10 × 365 × 1440 = 5,256,000 candles), written through the real `CandleRepo.upsert(…, "klines")`
  * one (symbol, day) at a time, so the daily gold layer is built by the product's own code path;
- * plus 10,000 ticker events per symbol through `TickRepo.insertMany`.
+ * plus 10,000 ticker events per symbol through `TickWriter.insertMany`.
  *
  * Prices are a deterministic random walk seeded per (symbol, day), so a given day has the same
  * candles whenever it is generated. A (symbol, day) already complete in the
@@ -241,7 +241,7 @@ const program = Effect.gen(function* () {
   if (todo > 0) report(true)
   out.print(`candles: ${todo} (symbol, day) written in ${formatDuration(candleMs)} (${todo === 0 ? "-" : (candleMs / todo).toFixed(1)} ms per (symbol, day))`)
 
-  // Ticks, through TickRepo.insertMany: `ticksPerSymbol` 24h-ticker events per symbol, ~3 s apart, ending now.
+  // Ticks, through TickWriter.insertMany: `ticksPerSymbol` 24h-ticker events per symbol, ~3 s apart, ending now.
   const tickStarted = Date.now()
   const stats = yield* sql<{ symbol: string; events: number }>`SELECT symbol, events FROM symbol_stats`
   let tickWritten = 0

@@ -110,12 +110,12 @@ async function build(OUT) {
   // length, so the source map's columns still hold).
   let code = js.text
   code.split("\n").forEach((text, i) => {
-    const at = text.search(/[^\x00-\x7f]/)
+    const at = text.search(/[\u0080-\uffff]/)
     if (at !== -1 && !/^\s*(\/\/|\*|\/\*)/.test(text) && !text.slice(0, at).includes("//")) {
       problems.push(`${path.basename(OUT)}:${i + 1}: a non-ASCII character outside a comment: ${text.trim().slice(0, 120)}`)
     }
   })
-  code = code.replace(/[^\x00-\x7f]/g, "?")
+  code = code.replace(/[\u0080-\uffff]/g, "?")
   code.split("\n").forEach((text, i) => {
     // `typeof __filename !== "undefined" ? __filename : ...` (undici) copes without one
     for (const [name] of text.matchAll(/\b__(?:dirname|filename)\b/g)) {
