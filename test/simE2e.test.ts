@@ -282,6 +282,28 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
     expect(messages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
   }, 90_000)
 
+  it("SOURCE=sim faster than the store can take (200,000/s): /health/live keeps answering, and SIGTERM stops it with exit 0", async () => {
+    const dataDir = path.join(dir, "overload")
+    const { base, main } = await startRoleAll(NO_BINANCE, dataDir, {
+      SOURCE: "sim",
+      SIM_EVENTS_PER_SECOND: "200000",
+      SYMBOLS: SYMBOLS.join(",")
+    })
+    running.push(main)
+    // The consumer never runs dry here; between its synchronous batches the server must still get turns.
+    await waitFor(() => (tickCount(path.join(dataDir, "app.db")) > 20_000 ? true : undefined), 30_000, "a backlog being stored")
+    for (let i = 0; i < 10; i++) {
+      const started = Date.now()
+      const res = await fetch(`${base}/health/live`, { signal: AbortSignal.timeout(5_000) }).catch((e: unknown) => e)
+      expect(res instanceof Response ? res.status : String(res)).toBe(200)
+      expect(Date.now() - started, "a liveness probe waited behind the consumer").toBeLessThan(2_000)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    const stopping = Date.now()
+    expect(await stop(main), main.output().slice(-3000)).toBe(0)
+    expect(Date.now() - stopping).toBeLessThan(5_000)
+  }, 90_000)
+
   it("SOURCE=replay with a missing REPLAY_DIR exits 1 with one line naming REPLAY_DIR, without a stack trace", async () => {
     const missing = path.join(dir, "no-such-recording")
     const child = spawn(process.execPath, [mainJs, "--role=all"], {

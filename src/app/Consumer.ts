@@ -10,6 +10,17 @@ const sinkRetry = Schedule.exponential("500 millis").pipe(
 )
 
 /**
+ * One real turn of the event loop. The sinks write synchronously (SQLite, the raw log), and Effect's
+ * scheduler counts a batch of tens of milliseconds as one step: a consumer that never runs dry (a
+ * backlog, an overload) would otherwise keep HTTP, timers and signals waiting for seconds. A
+ * setImmediate callback runs right after the I/O poll, so each batch lets them in for microseconds.
+ */
+const yieldToEventLoop = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})
+
+/**
  * The consumer role: the broker's stream in batches (size or time window, whichever comes first), one
  * sink call per batch, acknowledged to the broker only once stored. Ends when the broker's stream ends.
  * /health learns the newest stored event and how many events the consumer holds unacknowledged.
@@ -38,7 +49,8 @@ export const runConsumer = Effect.gen(function* () {
             ? health.value.stored(ticks.reduce((newest, t) => Math.max(newest, t.tsMicros), 0))
             : Effect.void
         ),
-        Effect.zipRight(Effect.logDebug("stored batch").pipe(Effect.annotateLogs({ events: deliveries.length })))
+        Effect.zipRight(Effect.logDebug("stored batch").pipe(Effect.annotateLogs({ events: deliveries.length }))),
+        Effect.zipRight(yieldToEventLoop)
       )
     }),
     Stream.runDrain
