@@ -40,7 +40,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
-import { DEFAULT_MAIN, fmt, freePort, log, machineLine, recordResults, repoRoot, runBench, sleep } from "./lib.js"
+import { bundleOwners, DEFAULT_MAIN, fmt, freePort, log, machineLine, recordResults, repoRoot, runBench, sleep } from "./lib.js"
 
 const { values: args } = parseArgs({
   options: {
@@ -241,35 +241,19 @@ interface CpuProfile {
   readonly timeDeltas: ReadonlyArray<number>
 }
 
-/** For each line of the bundle, the package (or src/ file) its code came from, by esbuild's region comments. */
-const bundleOwners = (bundle: string) => {
-  const starts: Array<[number, string]> = []
-  bundle.split("\n").forEach((line, i) => {
-    const m = /^\/\/ ((?:node_modules\/)?(?:(@[^/]+\/[^/]+)|([^/]+))\S*)$/.exec(line)
-    if (m === null || !/\.(?:[cm]?js|ts|json)$/.test(m[1]!)) return
-    const file = m[1]!
-    if (!file.startsWith("node_modules/")) return void starts.push([i, "src (product)"])
-    const rest = file.slice("node_modules/".length).split("/")
-    starts.push([i, rest[0]!.startsWith("@") ? `${rest[0]}/${rest[1]}` : rest[0]!])
-  })
+/** For each line of the bundle, the package it came from; the product's own files as one owner. */
+const startOwners = (bundle: string) => {
+  const owner = bundleOwners(bundle)
   return (line: number) => {
-    let lo = 0
-    let hi = starts.length - 1
-    let found = "(esbuild runtime: __commonJS, __require, …)"
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1
-      if (starts[mid]![0] <= line) {
-        found = starts[mid]![1]
-        lo = mid + 1
-      } else hi = mid - 1
-    }
-    return found
+    const o = owner(line)
+    if (o === "(esbuild runtime)") return "(esbuild runtime: __commonJS, __require, …)"
+    return o.startsWith("src/") || o.startsWith("(bundle) ") ? "src (product)" : o
   }
 }
 
 const summarizeStartProfile = (file: string, bundle: string, untilMs: number) => {
   const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile
-  const owner = bundleOwners(bundle)
+  const owner = startOwners(bundle)
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const mainUrl = pathToFileURL(mainJs).href
   const ownerOfFrame = (n: ProfileNode) => {

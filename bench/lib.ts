@@ -414,3 +414,33 @@ export const runBench = (name: string, main: () => Promise<boolean>) =>
       process.exit(2)
     }
   )
+
+/**
+ * For each line of a bundle's text, where its code came from, by esbuild's region comments: the
+ * package for node_modules, the file for src/ (and `(bundle) <file>` for another file), and
+ * "(esbuild runtime)" before the first region.
+ */
+export const bundleOwners = (bundle: string) => {
+  const starts: Array<[number, string]> = []
+  bundle.split("\n").forEach((line, i) => {
+    const m = /^\/\/ (\S+\.(?:[cm]?js|ts|json))$/.exec(line)
+    if (m === null) return
+    const file = m[1]!
+    if (!file.startsWith("node_modules/")) return void starts.push([i, file.startsWith("src/") ? file : `(bundle) ${file}`])
+    const rest = file.slice("node_modules/".length).split("/")
+    starts.push([i, rest[0]!.startsWith("@") ? `${rest[0]}/${rest[1]}` : rest[0]!])
+  })
+  return (line: number) => {
+    let lo = 0
+    let hi = starts.length - 1
+    let found = "(esbuild runtime)"
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1
+      if (starts[mid]![0] <= line) {
+        found = starts[mid]![1]
+        lo = mid + 1
+      } else hi = mid - 1
+    }
+    return found
+  }
+}

@@ -21,7 +21,7 @@ import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import { fanOut, TickSink } from "../src/store/TickSink.js"
 import { TickWriter } from "../src/store/TickWriter.js"
-import { BENCH_SYMBOLS, DEFAULT_MAIN, fmt, freePort, log, repoRoot, sleep } from "./lib.js"
+import { BENCH_SYMBOLS, bundleOwners, DEFAULT_MAIN, fmt, freePort, log, repoRoot, sleep } from "./lib.js"
 
 // ---------------------------------------------------------------------------------------------
 // better-sqlite3, typed as far as the benches use it (the project has no @types/better-sqlite3)
@@ -574,34 +574,6 @@ interface CpuProfile {
   readonly timeDeltas: ReadonlyArray<number>
 }
 
-/** For each line of the bundle, the package or src/ file its code came from, by esbuild's region comments. */
-const bundleOwners = (bundleFile: string) => {
-  const starts: Array<[number, string]> = []
-  fs.readFileSync(bundleFile, "utf8")
-    .split("\n")
-    .forEach((line, i) => {
-      const m = /^\/\/ (\S+\.(?:[cm]?js|ts|json))$/.exec(line)
-      if (m === null) return
-      const file = m[1]!
-      if (!file.startsWith("node_modules/")) return void starts.push([i, file.startsWith("src/") ? file : `(bundle) ${file}`])
-      const rest = file.slice("node_modules/".length).split("/")
-      starts.push([i, rest[0]!.startsWith("@") ? `${rest[0]}/${rest[1]}` : rest[0]!])
-    })
-  return (line: number) => {
-    let lo = 0
-    let hi = starts.length - 1
-    let found = "(esbuild runtime)"
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1
-      if (starts[mid]![0] <= line) {
-        found = starts[mid]![1]
-        lo = mid + 1
-      } else hi = mid - 1
-    }
-    return found
-  }
-}
-
 /** Which package, product file or runtime part a frame belongs to. */
 const frameOwner = (bundle: { readonly url: string; readonly owner: (line: number) => string } | undefined) => {
   return (n: ProfileNode): string => {
@@ -640,7 +612,7 @@ export interface ProfileSummary {
  */
 export const summarizeCpuProfile = (file: string, bundleFile?: string, top = 15): ProfileSummary => {
   const profile = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile
-  const bundle = bundleFile === undefined ? undefined : { url: pathToFileURL(bundleFile).href, owner: bundleOwners(bundleFile) }
+  const bundle = bundleFile === undefined ? undefined : { url: pathToFileURL(bundleFile).href, owner: bundleOwners(fs.readFileSync(bundleFile, "utf8")) }
   const ownerOf = frameOwner(bundle)
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const self = new Map<string, number>()
