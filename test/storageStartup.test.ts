@@ -180,6 +180,20 @@ const sqliteCodes = (cause: Cause.Cause<unknown>) =>
     Array.from(errors).map((e) => String((e as { cause?: { code?: unknown } }).cause?.code ?? (e as { _tag?: string })._tag))
   )
 
+describe("an in-memory STORAGE_PATH", () => {
+  it.effect("is refused at start with one sentence: the platform's connections would each see another, empty database", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(Layer.build(sqliteLayer(":memory:")).pipe(Effect.scoped))
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const [error] = Cause.failures(exit.cause)
+        assert.strictEqual(error?._tag, "StorageUnavailable")
+        assert.include(error?.message, "STORAGE_PATH=:memory: cannot be used")
+      }
+    })
+  )
+})
+
 describe("SQLite under another process's write lock (in process)", () => {
   it.live("start-up waits for the lock with the event loop free, and starts once it is released", () =>
     Effect.gen(function* () {

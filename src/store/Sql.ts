@@ -106,6 +106,15 @@ const inOwnScope = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 /** Opens `filename`, trying again while another process holds the write lock, up to STARTUP_LOCK_WAIT. */
 const open = (filename: string, busyTimeoutMs: number) =>
   Effect.gen(function* () {
+    // The write path and the trade reads open connections of their own to the same file (TickWriter,
+    // TickRepo); a second connection to an in-memory database would be another, empty database.
+    if (filename === "" || filename === ":memory:" || filename.startsWith("file::memory:")) {
+      return yield* new StorageUnavailable({
+        path: filename,
+        reason: "an in-memory database cannot be shared by the platform's connections",
+        advice: "give the path of a database file, e.g. STORAGE_PATH=data/app.db"
+      })
+    }
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     yield* fs.makeDirectory(path.dirname(path.resolve(filename)), { recursive: true }).pipe(

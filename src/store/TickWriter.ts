@@ -18,9 +18,6 @@ export class TickWriter extends Effect.Service<TickWriter>()("store/TickWriter",
     const client = yield* SqliteClient.SqliteClient
     const sql = yield* SqlClient.SqlClient
     const filename = client.config.filename
-    if (filename === "" || filename === ":memory:" || filename.startsWith("file::memory:")) {
-      return yield* Effect.dieMessage("the tick store needs a database file (STORAGE_PATH), not an in-memory database")
-    }
     // The same busy timeout as the first connection (see BUSY_TIMEOUT_MS in Sql.ts).
     const [{ timeout }] = yield* sql`PRAGMA busy_timeout`.pipe(
       Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ timeout: Schema.Number })))),
