@@ -153,6 +153,16 @@ export const topicReplicationFactor = positiveWholeNumber(
 export const consumerGroupId = checked("CONSUMER_GROUP_ID", "a non-empty Kafka consumer group id", nonEmpty).pipe(
   Config.withDefault("crypto-consumer")
 )
+export const tradesTopicName = checked(
+  "TRADES_TOPIC_NAME",
+  "a Kafka topic name of letters, digits, '.', '_' or '-' (at most 249 characters)",
+  (raw) => (/^[A-Za-z0-9._-]{1,249}$/.test(raw) ? raw : undefined)
+).pipe(Config.withDefault("crypto_trades"))
+export const barsTopicName = checked(
+  "BARS_TOPIC_NAME",
+  "a Kafka topic name of letters, digits, '.', '_' or '-' (at most 249 characters)",
+  (raw) => (/^[A-Za-z0-9._-]{1,249}$/.test(raw) ? raw : undefined)
+).pipe(Config.withDefault("crypto_klines"))
 export const kafkaClientId = checked("KAFKA_CLIENT_ID", "a non-empty Kafka client id", nonEmpty).pipe(
   Config.withDefault("crypto-streaming-platform")
 )
@@ -220,15 +230,57 @@ export const directQueueCapacity = positiveWholeNumber(
   "a positive whole number such as 10000"
 ).pipe(Config.withDefault(10_000))
 
-export type MarketSourceName = "poll" | "sim" | "replay"
-/** Where market events come from: Binance's REST 24h tickers, a simulated market, or recorded day files. */
+export type MarketSourceName = "poll" | "stream" | "both" | "sim" | "replay"
+/**
+ * Where market events come from: Binance's REST 24h tickers, its WebSocket trades and 1m bars, both,
+ * a simulated market, or recorded day files.
+ */
 export const source: Config.Config<MarketSourceName> = literal(
   "SOURCE",
-  "poll (Binance REST 24h tickers), sim (a simulated market) or replay (recorded JSONL day files)",
+  "both (WebSocket trades and bars plus the REST ticker poll), stream (WebSocket only), poll (REST 24h tickers only), sim (a simulated market) or replay (recorded JSONL day files)",
   "poll",
+  "stream",
+  "both",
   "sim",
   "replay"
-).pipe(Config.withDefault("poll" as const))
+).pipe(Config.withDefault("both" as const))
+
+/** Whether SOURCE includes Binance's WebSocket streams (trades, bars, gap repair). */
+export const streams = (source: MarketSourceName): boolean => source === "stream" || source === "both"
+
+const wsOrigin = (raw: string) => {
+  try {
+    const url = new URL(raw)
+    const originOnly = (url.pathname === "/" || url.pathname === "") && url.search === "" && url.hash === ""
+    return (url.protocol === "ws:" || url.protocol === "wss:") && originOnly ? `${url.protocol}//${url.host}` : undefined
+  } catch {
+    return undefined
+  }
+}
+/** The WebSocket origin (no path): the platform appends `/stream?streams=...`. */
+export const binanceWsUrl = checked(
+  "BINANCE_WS_URL",
+  "a ws:// or wss:// origin without a path, such as wss://data-stream.binance.vision",
+  wsOrigin
+).pipe(Config.withDefault("wss://data-stream.binance.vision"))
+
+/** A connection that carried no data message for this long is replaced (pings are not data). */
+export const streamStale = wholeNumber("STREAM_STALE_SECONDS", 1, 86_400).pipe(
+  explained("STREAM_STALE_SECONDS", "a whole number of seconds from 1 to 86400 such as 30"),
+  Config.map(Duration.seconds),
+  Config.withDefault(Duration.seconds(30))
+)
+/** A connection is renewed (make before break) after this long: Binance cuts every connection at 24 h. */
+export const streamRenew = wholeNumber("STREAM_RENEW_SECONDS", 1, 86_000).pipe(
+  explained("STREAM_RENEW_SECONDS", "a whole number of seconds from 1 to 86000 such as 82800 (23 h)"),
+  Config.map(Duration.seconds),
+  Config.withDefault(Duration.seconds(82_800))
+)
+/** On a first start with no stored trades, how many minutes of trades to fetch by REST (0: history starts at the first streamed trade). */
+export const tradesBackfillMinutes = wholeNumber("TRADES_BACKFILL_MINUTES", 0, 10_080).pipe(
+  explained("TRADES_BACKFILL_MINUTES", "a whole number of minutes from 0 to 10080 (7 days)"),
+  Config.withDefault(0)
+)
 
 /** The simulated market's seed: with the same settings and start, the same seed gives the same events. */
 export const simSeed = wholeNumber("SIM_SEED", Number.MIN_SAFE_INTEGER).pipe(
@@ -299,6 +351,8 @@ export const validateAll = Config.all([
   topicPartitions,
   topicReplicationFactor,
   consumerGroupId,
+  tradesTopicName,
+  barsTopicName,
   kafkaClientId,
   kafkaProducerBuffer,
   storagePath,
@@ -319,5 +373,9 @@ export const validateAll = Config.all([
   simEventsPerSecond,
   simStart,
   replayDir,
-  replaySpeed
+  replaySpeed,
+  binanceWsUrl,
+  streamStale,
+  streamRenew,
+  tradesBackfillMinutes
 ])

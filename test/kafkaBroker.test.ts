@@ -21,7 +21,7 @@ import {
 import { loadKafkaScript } from "./support/kafkaGlobalSetup.js"
 
 const SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"] as const
-const keyOf = (d: Delivery) => `${d.tick.symbol}#${d.tick.event.volume}`
+const keyOf = (d: Delivery) => `${d.value.symbol}#${d.value.event.volume}`
 
 /** Consumes in batches in the background, recording every delivery in `seen` and acknowledging each batch. */
 const consumeInto = (
@@ -161,7 +161,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const received = yield* take(broker.subscribe, rounds * SYMBOLS.length)
         assert.strictEqual(new Set(received.map(keyOf)).size, received.length)
         for (const symbol of SYMBOLS) {
-          const ticks = received.filter((d) => d.tick.symbol === symbol).map((d) => d.tick)
+          const ticks = received.filter((d) => d.value.symbol === symbol).map((d) => d.value)
           assert.deepStrictEqual(ticks.map((t) => Number(t.event.volume)), Array.from({ length: rounds }, (_, i) => i))
           // decoded once at the boundary: the same Tick (identity, instant, price) that was published
           assert.deepStrictEqual(ticks, Array.from({ length: rounds }, (_, i) => makeTick(symbol, i)))

@@ -39,7 +39,7 @@ describe("DirectBroker", () => {
       yield* broker.publish(sent.slice(20))
       yield* broker.close
       const received = yield* Stream.runCollect(broker.subscribe)
-      assert.deepStrictEqual(Chunk.toReadonlyArray(received).map((d) => d.tick), sent)
+      assert.deepStrictEqual(Chunk.toReadonlyArray(received).map((d) => d.value), sent)
     }).pipe(Effect.provide(DirectBrokerLive), withEnv({}))
   )
 
@@ -55,7 +55,7 @@ describe("DirectBroker", () => {
       yield* Fiber.join(publishing)
       yield* broker.close
       yield* Fiber.join(consuming)
-      assert.deepStrictEqual(received.map((d) => d.tick), sent)
+      assert.deepStrictEqual(received.map((d) => d.value), sent)
     }).pipe(Effect.provide(DirectBrokerLive), withEnv({ DIRECT_QUEUE_CAPACITY: "5" }))
   )
 })
@@ -92,7 +92,7 @@ describe("consumer", () => {
         Broker,
         Broker.of({
           publish: () => Effect.void,
-          subscribe: Stream.fromIterable(sent.map((tick, offset) => ({ tick, receipt: offset }))),
+          subscribe: Stream.fromIterable(sent.map((value, offset) => ({ value, receipt: offset }))),
           acknowledge: (ds) => Ref.update(acknowledged, (a) => [...a, ...ds.map((d) => d.receipt as number)]),
           close: Effect.void,
           pending: Effect.succeed(0)

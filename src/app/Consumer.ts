@@ -1,8 +1,9 @@
 import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import * as AppConfig from "../Config.js"
-import { Broker } from "../broker/Broker.js"
+import { BarBroker, Broker, type Channel, TradeBroker } from "../broker/Broker.js"
 import { Health } from "../status/Health.js"
-import { TickSink } from "../store/TickSink.js"
+import type { Tick } from "../domain/Ticker.js"
+import { BarSink, type Sink, TickSink, TradeSink } from "../store/TickSink.js"
 
 /** A failing sink (disk full, locked database) is retried until it recovers: a batch is never dropped. */
 const sinkRetry = Schedule.exponential("500 millis").pipe(
@@ -20,40 +21,61 @@ const yieldToEventLoop = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+/** What one consumer loop takes from and writes to: a broker channel and the sink of its kind. */
+interface ConsumerParts<A> {
+  readonly kind: string
+  readonly channel: Channel<A>
+  readonly sink: Sink<A>
+  /** The event time (µs) of a batch's newest value, for /health's `newest_event_at`; none for kinds it does not track. */
+  readonly newestMicros?: (values: ReadonlyArray<A>) => number
+}
+
 /**
- * The consumer role: the broker's stream in batches (size or time window, whichever comes first), one
- * sink call per batch, acknowledged to the broker only once stored. Ends when the broker's stream ends.
- * /health learns the newest stored event and how many events the consumer holds unacknowledged.
+ * One consumer loop: the channel's stream in batches (size or time window, whichever comes first),
+ * one sink call per batch, acknowledged to the broker only once stored. Ends when the stream ends.
+ * /health learns how many events the consumer holds unacknowledged (and, for ticks, the newest stored).
  */
+const consume = <A>(parts: ConsumerParts<A>) =>
+  Effect.gen(function* () {
+    const { channel, sink } = parts
+    const health = yield* Effect.serviceOption(Health)
+    const batchSize = yield* AppConfig.consumerBatchSize
+    const batchWindow = yield* AppConfig.consumerBatchWindow
+    const holding = (delta: number) => (Option.isSome(health) ? health.value.consumerHolding(delta) : Effect.void)
+    const stored = (values: ReadonlyArray<A>) =>
+      Option.isSome(health) && parts.newestMicros !== undefined ? health.value.stored(parts.newestMicros(values)) : Effect.void
+    yield* Effect.logInfo(`consuming ${parts.kind} into ${sink.name} in batches of up to ${batchSize}`)
+    yield* channel.subscribe.pipe(
+      Stream.mapChunksEffect((chunk) => Effect.as(holding(chunk.length), chunk)),
+      Stream.groupedWithin(batchSize, batchWindow),
+      Stream.mapEffect((chunk) => {
+        const deliveries = Chunk.toReadonlyArray(chunk)
+        const values = deliveries.map((d) => d.value)
+        return sink.writeBatch(values).pipe(
+          Effect.tapError((e) => Effect.logError(`storing a batch of ${parts.kind} failed; retrying`, Cause.fail(e))),
+          Effect.retry(sinkRetry),
+          Effect.zipRight(channel.acknowledge(deliveries)),
+          Effect.zipRight(holding(-deliveries.length)),
+          Effect.zipRight(stored(values)),
+          Effect.zipRight(Effect.logDebug("stored batch").pipe(Effect.annotateLogs({ kind: parts.kind, events: deliveries.length }))),
+          Effect.zipRight(yieldToEventLoop)
+        )
+      }),
+      Stream.runDrain
+    )
+    yield* Effect.logInfo(`consumer of ${parts.kind} stopped: the broker stream ended`)
+  })
+
+const newestTick = (ticks: ReadonlyArray<Tick>) => ticks.reduce((newest, t) => Math.max(newest, t.tsMicros), 0)
+
+/** The consumer role for ticks. */
 export const runConsumer = Effect.gen(function* () {
-  const broker = yield* Broker
-  const sink = yield* TickSink
-  const health = yield* Effect.serviceOption(Health)
-  const batchSize = yield* AppConfig.consumerBatchSize
-  const batchWindow = yield* AppConfig.consumerBatchWindow
-  const holding = (delta: number) => (Option.isSome(health) ? health.value.consumerHolding(delta) : Effect.void)
-  yield* Effect.logInfo(`consuming into ${sink.name} in batches of up to ${batchSize}`)
-  yield* broker.subscribe.pipe(
-    Stream.mapChunksEffect((chunk) => Effect.as(holding(chunk.length), chunk)),
-    Stream.groupedWithin(batchSize, batchWindow),
-    Stream.mapEffect((chunk) => {
-      const deliveries = Chunk.toReadonlyArray(chunk)
-      const ticks = deliveries.map((d) => d.tick)
-      return sink.writeBatch(ticks).pipe(
-        Effect.tapError((e) => Effect.logError("storing a batch failed; retrying", Cause.fail(e))),
-        Effect.retry(sinkRetry),
-        Effect.zipRight(broker.acknowledge(deliveries)),
-        Effect.zipRight(holding(-deliveries.length)),
-        Effect.zipRight(
-          Option.isSome(health)
-            ? health.value.stored(ticks.reduce((newest, t) => Math.max(newest, t.tsMicros), 0))
-            : Effect.void
-        ),
-        Effect.zipRight(Effect.logDebug("stored batch").pipe(Effect.annotateLogs({ events: deliveries.length }))),
-        Effect.zipRight(yieldToEventLoop)
-      )
-    }),
-    Stream.runDrain
-  )
-  yield* Effect.logInfo("consumer stopped: the broker stream ended")
+  yield* consume({ kind: "ticks", channel: yield* Broker, sink: yield* TickSink, newestMicros: newestTick })
+}).pipe(Effect.annotateLogs({ service: "consumer" }))
+
+/** The consumer of the stream's trades and closed bars (SOURCE=stream or both), beside the ticks' one. */
+export const runStreamConsumer = Effect.gen(function* () {
+  const trades = consume({ kind: "trades", channel: yield* TradeBroker, sink: yield* TradeSink })
+  const bars = consume({ kind: "bars", channel: yield* BarBroker, sink: yield* BarSink })
+  yield* Effect.all([trades, bars], { concurrency: "unbounded", discard: true })
 }).pipe(Effect.annotateLogs({ service: "consumer" }))

@@ -103,6 +103,8 @@ const SourceLive = Layer.unwrapEffect(
   Effect.map(AppConfig.source, (source) => {
     switch (source) {
       case "poll":
+      case "both":
+      case "stream":
         return PollSourceLive.pipe(Layer.provide(BinanceLive))
       case "sim":
         return SimSourceLive

@@ -1,23 +1,20 @@
 import { Effect, Layer, Mailbox, Option } from "effect"
 import * as AppConfig from "../Config.js"
-import type { Tick } from "../domain/Ticker.js"
-import { Broker, BrokerError, type Delivery } from "./Broker.js"
+import { BarBroker, Broker, BrokerError, type Channel, type Delivery, TradeBroker } from "./Broker.js"
 
 /**
- * Single-process broker: a bounded in-memory mailbox. A full mailbox suspends the producer
+ * Single-process channel: a bounded in-memory mailbox. A full mailbox suspends the producer
  * (backpressure), events published before the consumer attaches wait for it, and `close` lets the
  * consumer drain everything before its stream ends. Nothing survives the process.
  */
-export const DirectBrokerLive = Layer.scoped(
-  Broker,
+export const makeDirectChannel = <A>(capacity: number) =>
   Effect.gen(function* () {
-    const capacity = yield* AppConfig.directQueueCapacity
-    const mailbox = yield* Effect.acquireRelease(Mailbox.make<Delivery>({ capacity, strategy: "suspend" }), (m) =>
+    const mailbox = yield* Effect.acquireRelease(Mailbox.make<Delivery<A>>({ capacity, strategy: "suspend" }), (m) =>
       m.shutdown
     )
-    return Broker.of({
-      publish: (ticks: ReadonlyArray<Tick>) =>
-        mailbox.offerAll(ticks.map((tick) => ({ tick, receipt: undefined }))).pipe(
+    const channel: Channel<A> = {
+      publish: (values) =>
+        mailbox.offerAll(values.map((value) => ({ value, receipt: undefined }))).pipe(
           Effect.flatMap((rejected) =>
             rejected.length === 0
               ? Effect.void
@@ -30,6 +27,12 @@ export const DirectBrokerLive = Layer.scoped(
       acknowledge: () => Effect.void,
       close: Effect.asVoid(mailbox.end),
       pending: mailbox.size.pipe(Effect.map((n) => Option.getOrElse(n, () => 0)))
-    })
+    }
+    return channel
   })
-)
+
+const channelOf = <A>() => Effect.flatMap(AppConfig.directQueueCapacity, (capacity) => makeDirectChannel<A>(capacity))
+
+export const DirectBrokerLive = Layer.scoped(Broker, channelOf())
+export const DirectTradeBrokerLive = Layer.scoped(TradeBroker, channelOf())
+export const DirectBarBrokerLive = Layer.scoped(BarBroker, channelOf())

@@ -8,13 +8,15 @@ import * as AppConfig from "../Config.js"
 import CreateTicks from "./migrations/0001_create_ticks.js"
 import CreateCandles from "./migrations/0002_create_candles.js"
 import IncrementalCandles from "./migrations/0003_incremental_candles.js"
+import Trades from "./migrations/0004_trades.js"
 import { classifyStorageFailure, lockedTooLong, StorageBusy, StorageUnavailable } from "./StorageErrors.js"
 
 /** Migrations live in code (no directory globbing in dist/); the migrator records what ran. */
 const migrations = {
   "0001_create_ticks": CreateTicks,
   "0002_create_candles": CreateCandles,
-  "0003_incremental_candles": IncrementalCandles
+  "0003_incremental_candles": IncrementalCandles,
+  "0004_trades": Trades
 }
 const LATEST_MIGRATION = Math.max(...Object.keys(migrations).map((name) => Number(name.split("_")[0])))
 

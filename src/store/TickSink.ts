@@ -1,5 +1,7 @@
 import { Context, Data, Effect, Either } from "effect"
+import type { Candle } from "../domain/Candles.js"
 import type { Tick } from "../domain/Ticker.js"
+import type { Trade } from "../domain/Trade.js"
 
 export class SinkError extends Data.TaggedError("SinkError")<{
   readonly sink: string
@@ -22,13 +24,22 @@ const reasonOf = (error: unknown): string => {
 }
 
 /**
- * Where consumed events end up, as Ticks (decoded once, at the broker boundary). Writes are idempotent:
- * writing the same batch twice stores it once.
+ * Where consumed events of one kind end up, decoded once (at the broker boundary). Writes are
+ * idempotent: writing the same batch twice stores it once.
  */
-export class TickSink extends Context.Tag("store/TickSink")<
-  TickSink,
-  { readonly name: string; readonly writeBatch: (ticks: ReadonlyArray<Tick>) => Effect.Effect<void, SinkError> }
->() {}
+export interface Sink<A> {
+  readonly name: string
+  readonly writeBatch: (values: ReadonlyArray<A>) => Effect.Effect<void, SinkError>
+}
+
+/** Ticks: SQLite and the JSONL raw log. */
+export class TickSink extends Context.Tag("store/TickSink")<TickSink, Sink<Tick>>() {}
+
+/** Aggregate trades: SQLite (by symbol and id; recording gaps) and `RAW_DIR/trades/`. */
+export class TradeSink extends Context.Tag("store/TradeSink")<TradeSink, Sink<Trade>>() {}
+
+/** Closed 1m klines from the stream, stored as `klines` candles. */
+export class BarSink extends Context.Tag("store/BarSink")<BarSink, Sink<Candle>>() {}
 
 /** Told the outcome of each sink's write: null on success, else the reason (for /health). */
 export type SinkReport = (sink: string, error: string | null) => Effect.Effect<void>
@@ -38,12 +49,11 @@ export type SinkReport = (sink: string, error: string | null) => Effect.Effect<v
  * Every sink is tried even when an earlier one failed, so one failing sink does not hold the others
  * back and `report` learns each one's state; the first failure is the batch's.
  */
-export const fanOut = (sinks: ReadonlyArray<TickSink["Type"]>, report: SinkReport = () => Effect.void): TickSink["Type"] =>
-  TickSink.of({
+export const fanOut = <A>(sinks: ReadonlyArray<Sink<A>>, report: SinkReport = () => Effect.void): Sink<A> => ({
     name: sinks.map((s) => s.name).join("+"),
-    writeBatch: (ticks) =>
+    writeBatch: (values) =>
       Effect.forEach(sinks, (s) =>
-        s.writeBatch(ticks).pipe(
+        s.writeBatch(values).pipe(
           Effect.tapBoth({ onFailure: (e) => report(s.name, e.message), onSuccess: () => report(s.name, null) }),
           Effect.either
         )

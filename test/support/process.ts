@@ -29,7 +29,8 @@ export interface RunningMain {
 export const runMain = (args: ReadonlyArray<string>, env: Record<string, string>): RunningMain => {
   const child = spawn(process.execPath, [mainJs, ...args], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_FORMAT: "json", ...env },
+    // A closed local port unless the test names its fake: no test ever reaches Binance's real streams.
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_FORMAT: "json", BINANCE_WS_URL: "ws://127.0.0.1:9", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let out = ""

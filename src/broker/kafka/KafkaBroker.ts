@@ -32,7 +32,7 @@ const make = Effect.gen(function* () {
     topic,
     groupId: settings.groupId,
     codec: tickCodec,
-    toDelivery: (tick: Tick, receipt): Delivery => ({ tick, receipt })
+    toDelivery: (value: Tick, receipt): Delivery => ({ value, receipt })
   })
 
   // Shutdown: stop fetching, then release the consumer and flush the producer side by side, so that even
