@@ -297,6 +297,16 @@ export const simEventsPerSecond = wholeNumber("SIM_EVENTS_PER_SECOND", 1, SIM_MA
   Config.withDefault(10)
 )
 
+export const SIM_MAX_TRADES_PER_SECOND = 200_000
+/** Aggregate trades the simulated market emits per second over all symbols (TradeBroker); 0: none. */
+export const simTradesPerSecond = wholeNumber("SIM_TRADES_PER_SECOND", 0, SIM_MAX_TRADES_PER_SECOND).pipe(
+  explained(
+    "SIM_TRADES_PER_SECOND",
+    `a whole number from 0 (no trades) to ${SIM_MAX_TRADES_PER_SECOND} (aggregate trades per second over all symbols)`
+  ),
+  Config.withDefault(0)
+)
+
 /** The instant of the first simulated event, in microseconds since the epoch; unset: the start of the process. */
 export const simStart = Config.option(
   checked("SIM_START", "an ISO-8601 instant with an offset such as 2026-01-15T00:00:00Z", parseInstantMicros)
@@ -371,6 +381,7 @@ export const validateAll = Config.all([
   source,
   simSeed,
   simEventsPerSecond,
+  simTradesPerSecond,
   simStart,
   replayDir,
   replaySpeed,

@@ -65,7 +65,9 @@ describe("HTTP API over a real socket", () => {
     const body = res.json()
     assert.strictEqual(body.status, "ok")
     assert.strictEqual(body.components.store.state, "up")
-    assert.deepStrictEqual(Object.keys(body.components).sort(), ["broker", "producer", "store"])
+    assert.deepStrictEqual(Object.keys(body.components).sort(), ["broker", "producer", "store", "stream"])
+    // No stream source runs in this process: the component says so rather than guessing.
+    assert.deepStrictEqual(body.components.stream, { state: "not_running", detail: null, connections: [] })
   })
 
   it("GET /health/live is 200 whatever the components say", async () => {
@@ -176,7 +178,7 @@ describe("HTTP API over a real socket", () => {
       onGroup: () => {},
       onEndpoint: ({ endpoint }) => void declared.push(`${endpoint.method.toLowerCase()} ${endpoint.path}`)
     })
-    assert.strictEqual(declared.length, 11)
+    assert.strictEqual(declared.length, 15)
     for (const entry of declared) {
       const [method, route] = entry.split(" ") as [string, string]
       assert.property(doc.paths[route] ?? {}, method, `${entry} is missing from /openapi.json`)

@@ -68,7 +68,7 @@ describe("node dist/main.js --role=all (direct mode, one process)", () => {
       const tickerCalls = fake.requests.filter((r) => r.path === "/api/v3/ticker/24hr")
       expect(JSON.parse(tickerCalls[0]!.query.get("symbols")!)).toEqual(["BTCUSDT", "ETHUSDT", "SOLUSDT"])
 
-      const files = fs.readdirSync(rawDir)
+      const files = fs.readdirSync(rawDir).filter((f) => f.endsWith(".jsonl")) // trades have a directory of their own
       expect(files.length).toBeGreaterThanOrEqual(1)
       expect(files[0]).toMatch(/^\d{4}-\d{2}-\d{2}\.jsonl$/)
       const lines = fs.readFileSync(path.join(rawDir, files[0]!), "utf8").trimEnd().split("\n")
@@ -85,6 +85,7 @@ describe("node dist/main.js --role=all (direct mode, one process)", () => {
     // What the API showed is what is stored: every JSONL line is one SQLite row and vice versa.
     const rows = fs
       .readdirSync(rawDir)
+      .filter((f) => f.endsWith(".jsonl"))
       .flatMap((f) => fs.readFileSync(path.join(rawDir, f), "utf8").trimEnd().split("\n"))
       .map((l) => JSON.parse(l))
     const keys = new Set(rows.map((r) => `${r.symbol}|${r.timestamp_utc}`))

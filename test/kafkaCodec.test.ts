@@ -1,6 +1,9 @@
 import { Either, FastCheck as fc, Schema } from "effect"
 import { assert, describe, it } from "vitest"
+import { barCodec } from "../src/broker/kafka/barCodec.js"
 import { tickCodec } from "../src/broker/kafka/codec.js"
+import { tradeCodec } from "../src/broker/kafka/tradeCodec.js"
+import { Candle } from "../src/domain/Candles.js"
 import { eventJson } from "../src/domain/EventJson.js"
 import {
   decimalPattern,
@@ -12,6 +15,7 @@ import {
   type TickerSymbol,
   toTick
 } from "../src/domain/Ticker.js"
+import { fromTradeEvent, TradeEvent, TradeEventJson, TradeSources } from "../src/domain/Trade.js"
 
 /** What the adapter did before: the whole schema on every message, then the tick. */
 const schemaDecode = (text: string) => Schema.decodeUnknownEither(TickerEventJson)(text).pipe(Either.map(toTick))
@@ -133,6 +137,162 @@ describe("parseInstantMicros (parsed once per message, so made cheap)", () => {
     fc.assert(fc.property(text, (t) => assert.strictEqual(parseInstantMicros(t), parseWithDateParse(t), t)), { numRuns: 20_000 })
     for (const t of ["0000-02-29T23:59:59.999999-23:59", "0099-12-31T00:00:00+00:00", "1900-02-29T00:00:00Z", "2000-02-29T12:00:00+14:00"]) {
       assert.strictEqual(parseInstantMicros(t), parseWithDateParse(t), t)
+    }
+  })
+})
+
+/** The trades contract, the same way: the schema is the reference for the trade codec's fast path. */
+const schemaDecodeTrade = (text: string) => Schema.decodeUnknownEither(TradeEventJson)(text).pipe(Either.map(fromTradeEvent))
+const schemaEncodeTrade = Schema.encodeSync(TradeEventJson)
+
+const tradeId = fc.oneof(fc.integer({ min: 0, max: 2 ** 31 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }))
+const tradeEvent: fc.Arbitrary<TradeEvent> = fc.record({
+  symbol: fc.stringMatching(symbolPattern).map((s) => s as TickerSymbol),
+  agg_trade_id: tradeId,
+  price: fc.stringMatching(decimalPattern),
+  quantity: fc.stringMatching(decimalPattern),
+  first_trade_id: tradeId,
+  last_trade_id: tradeId,
+  trade_time: instant,
+  is_buyer_maker: fc.boolean(),
+  source: fc.constantFrom(...TradeSources)
+})
+const tradeFields = [...Object.keys(TradeEvent.fields), "extra"]
+const brokenTradeValues: ReadonlyArray<unknown> = [
+  ...brokenValues,
+  -1,
+  1.5,
+  2 ** 53,
+  Number.MAX_SAFE_INTEGER + 2,
+  "3000000054",
+  true,
+  "true",
+  "binance_ws_aggtrade",
+  "simulated "
+]
+const nearTrade = fc
+  .tuple(tradeEvent, fc.constantFrom(...tradeFields), fc.constantFrom(...brokenTradeValues))
+  .map(([e, field, value]) => JSON.stringify({ ...e, [field]: value }))
+const reasonOfTrade = (text: string) => Either.getLeft(tradeCodec.decode(text)).pipe((o) => (o._tag === "Some" ? o.value : ""))
+
+describe("the trade codec of the Kafka adapter", () => {
+  it("encodes (tradeJson, no Schema) exactly what Schema.encode(TradeEventJson) writes", () => {
+    fc.assert(
+      fc.property(tradeEvent, (e) => {
+        const canonical = { ...e, trade_time: formatInstantMicros(parseInstantMicros(e.trade_time)!) }
+        assert.strictEqual(tradeCodec.encode(fromTradeEvent(e)), schemaEncodeTrade(canonical))
+        assert.strictEqual(tradeCodec.key(fromTradeEvent(e)), e.symbol)
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it("decodes what the schema accepts into the same Trade, and rejects exactly what it rejects", () => {
+    const same = (text: string) => {
+      const fast = tradeCodec.decode(text)
+      const reference = schemaDecodeTrade(text)
+      assert.strictEqual(fast._tag, reference._tag, text)
+      if (Either.isRight(fast) && Either.isRight(reference)) assert.deepStrictEqual(fast.right, reference.right)
+      if (Either.isLeft(fast)) assert.isAbove(fast.left.length, 0)
+    }
+    fc.assert(fc.property(tradeEvent, (e) => same(JSON.stringify(e))), { numRuns: 500 })
+    fc.assert(fc.property(nearTrade, same), { numRuns: 3_000 })
+    fc.assert(fc.property(garbage, same), { numRuns: 500 })
+    // round trip: what the codec writes, it reads back as the same trade
+    fc.assert(
+      fc.property(tradeEvent, (e) => {
+        const trade = fromTradeEvent(e)
+        assert.deepStrictEqual(tradeCodec.decode(tradeCodec.encode(trade)), Either.right(trade))
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("says why in one line: not JSON, or which field is wrong", () => {
+    const e = {
+      symbol: "BTCUSDT",
+      agg_trade_id: 3_000_000_054,
+      price: "68001.20000000",
+      quantity: "0.01500000",
+      first_trade_id: 27781,
+      last_trade_id: 27783,
+      trade_time: "2026-01-15T14:03:22.913000+00:00",
+      is_buyer_maker: true,
+      source: "binance_ws_aggTrade"
+    }
+    assert.isTrue(Either.isRight(tradeCodec.decode(JSON.stringify(e))))
+    assert.include(reasonOfTrade("{not json"), "JSON")
+    assert.include(reasonOfTrade(JSON.stringify({ ...e, price: 68001.2 })), "price")
+    assert.include(reasonOfTrade(JSON.stringify({ ...e, agg_trade_id: "3000000054" })), "agg_trade_id")
+    assert.include(reasonOfTrade(JSON.stringify({ ...e, source: "elsewhere" })), "source")
+    assert.notInclude(reasonOfTrade(JSON.stringify({ ...e, symbol: "a\nb" })), "\n")
+  })
+})
+
+const encodeCandle = Schema.encodeSync(Candle)
+const bar: fc.Arbitrary<Candle> = fc
+  .record({
+    symbol: fc.stringMatching(symbolPattern),
+    minute: fc.integer({ min: 0, max: 60_000_000 }),
+    open: fc.stringMatching(/^\d{1,6}(\.\d{1,8})?$/),
+    high: fc.stringMatching(/^\d{1,6}(\.\d{1,8})?$/),
+    low: fc.stringMatching(/^\d{1,6}(\.\d{1,8})?$/),
+    close: fc.stringMatching(/^\d{1,6}(\.\d{1,8})?$/),
+    volume: fc.stringMatching(/^\d{1,6}(\.\d{1,8})?$/),
+    quoteVolume: fc.stringMatching(/^\d{1,6}(\.\d{1,8})?$/),
+    trades: fc.nat()
+  })
+  .map(({ minute, ...rest }) => ({ ...rest, interval: "1m" as const, openTime: minute * 60_000, closed: true }))
+
+describe("the bar codec of the Kafka adapter", () => {
+  it("writes the Candle's encoded JSON, keyed by symbol, and reads it back as the same candle", () => {
+    fc.assert(
+      fc.property(bar, (c) => {
+        const text = barCodec.encode(c)
+        assert.strictEqual(text, JSON.stringify(encodeCandle(new Candle(c))))
+        assert.strictEqual(barCodec.key(c), c.symbol)
+        assert.deepStrictEqual(barCodec.decode(text), Either.right(c))
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it("rejects, with the reason, what is not a closed bar of a Binance symbol", () => {
+    const c = {
+      symbol: "BTCUSDT",
+      interval: "1m" as const,
+      openTime: Date.UTC(2026, 0, 15, 14, 3),
+      open: "68000.10",
+      high: "68010.00",
+      low: "67990.00",
+      close: "68001.20",
+      volume: "12.5",
+      quoteVolume: "850000.00",
+      trades: 1200,
+      closed: true
+    }
+    const wire = encodeCandle(new Candle(c)) as Record<string, unknown>
+    const reason = (doc: unknown) => Either.getLeft(barCodec.decode(typeof doc === "string" ? doc : JSON.stringify(doc)))
+    assert.isTrue(Either.isRight(barCodec.decode(JSON.stringify(wire))))
+    const cases: ReadonlyArray<readonly [unknown, string]> = [
+      ["{not json", "JSON"],
+      [{ ...wire, open_time: "yesterday" }, "open_time"],
+      [{ ...wire, open_time: "2026-01-15T14:03:30.000Z" }, "open_time"],
+      [{ ...wire, close: "high" }, "close"],
+      [{ ...wire, volume: "-1" }, "volume"],
+      [{ ...wire, symbol: "btc usdt" }, "symbol"],
+      [{ ...wire, interval: "2m" }, "interval"],
+      [{ ...wire, trades: 1.5 }, "trades"],
+      [{ ...wire, closed: false }, "closed"],
+      [{ ...wire, quote_volume: undefined }, "quote_volume"]
+    ]
+    for (const [doc, field] of cases) {
+      const why = reason(doc)
+      assert.isTrue(why._tag === "Some", `accepted ${JSON.stringify(doc)}`)
+      if (why._tag === "Some") {
+        assert.include(why.value, field)
+        assert.notInclude(why.value, "\n")
+      }
     }
   })
 })

@@ -143,6 +143,7 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
     const rawIds = () =>
       fs
         .readdirSync(rawDir)
+        .filter((f) => f.endsWith(".jsonl")) // trades have a directory of their own
         .flatMap((f) => fs.readFileSync(path.join(rawDir, f), "utf8").split("\n"))
         .flatMap((l) => {
           try {
@@ -164,7 +165,7 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
     const db = path.join(dir, "dlq", "app.db")
     const good = (i: number) => ({ key: "BTCUSDT", value: Schema.encodeSync(TickerEventJson)(makeEvent("BTCUSDT", i)) })
     const consumer = role("consumer", topic, { CONSUMER_GROUP_ID: uniqueGroup(), STORAGE_PATH: db, RAW_DIR: path.join(dir, "dlq", "raw") })
-    await waitFor(() => (consumer.output().includes("consuming into") ? true : undefined), 30_000, "the consumer")
+    await waitFor(() => (consumer.output().includes("consuming ticks into") ? true : undefined), 30_000, "the consumer")
     await run(
       Effect.gen(function* () {
         // the consumer role creates the topic; wait for it before writing around the adapter
@@ -196,7 +197,8 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
     )
     const symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT"]
     await waitFor(
-      () => (consumers.every((c) => /assigned|joined/i.test(c.output())) ? true : undefined),
+      // the ticks' group itself: each consumer also joins `${group}.trades` and `${group}.bars`
+      () => (consumers.every((c) => c.output().includes(`joined consumer group ${group}"`)) ? true : undefined),
       60_000,
       "both consumers to join the group"
     )
@@ -211,7 +213,7 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
     const rawLines = (n: number) => {
       const raw = path.join(dir, "group", `raw${n}`)
       return fs.existsSync(raw)
-        ? fs.readdirSync(raw).flatMap((f) => fs.readFileSync(path.join(raw, f), "utf8").trimEnd().split("\n").filter(Boolean))
+        ? fs.readdirSync(raw).filter((f) => f.endsWith(".jsonl")).flatMap((f) => fs.readFileSync(path.join(raw, f), "utf8").trimEnd().split("\n").filter(Boolean))
         : []
     }
     // each batch reaches SQLite first and the raw log right after

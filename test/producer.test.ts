@@ -37,6 +37,7 @@ const scriptedClient = (steps: ReadonlyArray<(symbols: ReadonlyArray<TickerSymbo
           return yield* steps[Math.min(calls.length - 1, steps.length - 1)]!(symbols)
         }),
       klines: () => Effect.die("not used by the producer"),
+      aggTrades: () => Effect.die("not used by the producer"),
       symbolExists: () => Effect.succeed(true),
       usedWeight: Effect.succeed(Option.none()),
       blockedUntil: Effect.succeed(0)

@@ -23,7 +23,8 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true })
 })
 
-const start = (name: string, env: Record<string, string> = {}) => startRoleAll(fake.url, path.join(dir, name), env)
+// The ticker pipeline's shutdown; the stream's own is in test/stream.test.ts.
+const start = (name: string, env: Record<string, string> = {}) => startRoleAll(fake.url, path.join(dir, name), { SOURCE: "poll", ...env })
 
 /** Sends SIGTERM and resolves with the exit code and how long the process took to end. */
 const terminate = async (main: RunningMain) => {
@@ -98,6 +99,7 @@ describe("SIGTERM stops the process within 5 s whatever the clients and sinks do
     const port = await freePort()
     const main = runMain(["--role=all"], {
       BINANCE_BASE_URL: fake.url,
+      SOURCE: "poll",
       SYMBOLS: "BTCUSDT,ETHUSDT",
       POLL_INTERVAL_SECONDS: "3600",
       PORT: String(port),
@@ -110,7 +112,7 @@ describe("SIGTERM stops the process within 5 s whatever the clients and sinks do
     expect(code, main.output()).toBe(0)
     expect(took).toBeLessThan(EXIT_WITHIN_MS)
     expect(tickCount(path.join(dir, "late-answer", "app.db"))).toBe(2)
-    const raw = fs.readdirSync(path.join(dir, "late-answer", "raw"))
+    const raw = fs.readdirSync(path.join(dir, "late-answer", "raw")).filter((f) => f.endsWith(".jsonl"))
     const lines = raw.flatMap((f) => fs.readFileSync(path.join(dir, "late-answer", "raw", f), "utf8").split("\n").filter((l) => l.length > 0))
     expect(lines).toHaveLength(2)
   })

@@ -395,7 +395,7 @@ describe("sim and replay settings", () => {
 
   it.effect("have defaults", () =>
     Effect.gen(function* () {
-      assert.strictEqual(yield* AppConfig.source, "poll")
+      assert.strictEqual(yield* AppConfig.source, "both")
       assert.strictEqual(yield* AppConfig.simSeed, 42)
       assert.strictEqual(yield* AppConfig.simEventsPerSecond, 10)
       assert.isTrue((yield* AppConfig.simStart)._tag === "None")
@@ -423,7 +423,7 @@ describe("sim and replay settings", () => {
   it.effect("reject bad values in one sentence naming the variable, the value and what is accepted", () =>
     Effect.gen(function* () {
       const cases: Array<[Effect.Effect<unknown, unknown>, Record<string, string>, string]> = [
-        [AppConfig.source, { SOURCE: "stream" }, 'SOURCE="stream" is not valid: expected poll (Binance REST 24h tickers), sim (a simulated market) or replay (recorded JSONL day files).'],
+        [AppConfig.source, { SOURCE: "websocket" }, 'SOURCE="websocket" is not valid: expected both (WebSocket trades and bars plus the REST ticker poll), stream (WebSocket only), poll (REST 24h tickers only), sim (a simulated market) or replay (recorded JSONL day files).'],
         [AppConfig.simSeed, { SIM_SEED: "4.2" }, 'SIM_SEED="4.2" is not valid: expected a whole number such as 42.'],
         [AppConfig.simEventsPerSecond, { SIM_EVENTS_PER_SECOND: "0" }, 'SIM_EVENTS_PER_SECOND="0" is not valid: expected a whole number from 1 to 200000'],
         [AppConfig.simEventsPerSecond, { SIM_EVENTS_PER_SECOND: "200001" }, "SIM_EVENTS_PER_SECOND=\"200001\" is not valid"],

@@ -67,6 +67,7 @@ const rawFiles = (rawDir: string) =>
   Object.fromEntries(
     fs
       .readdirSync(rawDir)
+      .filter((f) => f.endsWith(".jsonl")) // ticks' day files; trades have a directory of their own
       .sort()
       .map((f) => [f, fs.readFileSync(path.join(rawDir, f), "utf8")])
   )

@@ -2,8 +2,10 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "
 import { ParseResult, Schema } from "effect"
 import { Candle, Interval } from "../domain/Candles.js"
 import { BI_DEFAULT_DAYS, BI_MAX_DAYS, SymbolSummary } from "../domain/ReadModels.js"
-import { formatInstantMicros, isInstantShaped, parseInstantMicros, TickerEvent, TickerSymbol } from "../domain/Ticker.js"
+import { TickerEvent, TickerSymbol } from "../domain/Ticker.js"
+import { AggTradesApi, CoverageApi, tradesCsvEndpoint } from "./AggTradesApi.js"
 import { SystemApi } from "./HealthApi.js"
+import { ConditionalHeaders, Csv, InstantParam, UnknownSymbol, wholeParam } from "./Params.js"
 import { ApiKeyAuth } from "./security/keys.js"
 
 /** Most rows one /trades/range answer carries. */
@@ -11,47 +13,8 @@ export const RANGE_MAX_ROWS = 5000
 export const LATEST_MAX_ROWS = 1000
 export const LATEST_DEFAULT_ROWS = 200
 
-export class UnknownSymbol extends Schema.TaggedError<UnknownSymbol>()(
-  "UnknownSymbol",
-  { message: Schema.String, symbol: Schema.String, known: Schema.Array(Schema.String) },
-  HttpApiSchema.annotations({ status: 400 })
-) {}
+export { ConditionalHeaders, UnknownSymbol } from "./Params.js"
 
-/** A query-string instant: `2026-01-01T00:00:00Z`, with an offset, or a bare date (midnight UTC). Decodes to epoch microseconds. */
-const InstantParam = Schema.transformOrFail(Schema.String, Schema.Number, {
-  strict: true,
-  decode: (text, _, ast) => {
-    const instant = /^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text
-    const micros = parseInstantMicros(instant)
-    if (micros !== undefined) return ParseResult.succeed(micros)
-    return ParseResult.fail(
-      new ParseResult.Type(
-        ast,
-        text,
-        isInstantShaped(instant)
-          ? `${JSON.stringify(text)} is not a date and time that exists: check the day of the month (February has 28 or 29), ` +
-            "the month (01-12), hours (00-23), minutes and seconds (00-59) and the offset (at most ±23:59)"
-          : `expected an ISO-8601 date or instant with a zone, e.g. 2026-01-01 or 2026-01-01T00:00:00Z, got ${JSON.stringify(text)}`
-      )
-    )
-  },
-  encode: (micros) => ParseResult.succeed(formatInstantMicros(micros))
-})
-
-/**
- * A whole number from 1 to `max` in a query string, as plain decimal digits only: `Number` would also
- * take `0x10`, `1e3` and ` 1`, which no client means as a count.
- */
-const wholeParam = (name: string, max: number, fallback: number) => {
-  const message = () => `${name} must be a whole number from 1 to ${max}`
-  return Schema.optionalWith(
-    Schema.compose(Schema.String.pipe(Schema.pattern(/^[0-9]+$/, { message })), Schema.NumberFromString).pipe(
-      Schema.int({ message }),
-      Schema.between(1, max, { message, description: `a whole number from 1 to ${max}, in plain decimal digits` })
-    ),
-    { default: () => fallback }
-  )
-}
 const rowLimit = (max: number, fallback: number) => wholeParam("limit", max, fallback)
 
 export const LatestParams = Schema.Struct({
@@ -112,9 +75,6 @@ export const LatestPricesParams = Schema.Struct({
     Schema.compose(Schema.split(","), Schema.NonEmptyArray(Schema.compose(Schema.Trim, TickerSymbol)))
   )
 })
-/** A client that already holds a report sends its ETag back; the answer is then a bodyless 304. */
-export const ConditionalHeaders = Schema.Struct({ "if-none-match": Schema.optional(Schema.String) })
-const Csv = HttpApiSchema.Text({ contentType: "text/csv" })
 
 const csvEndpoint = <const Name extends string, const Path extends `/${string}`>(name: Name, path: Path, summary: string) =>
   HttpApiEndpoint.get(name, path)
@@ -142,7 +102,8 @@ export class BiApi extends HttpApiGroup.make("bi")
       .addSuccess(Csv)
       .addError(UnknownSymbol)
       .annotate(OpenApi.Summary, "symbol,last_price,price_change_percent,volume,timestamp_utc, newest event per symbol")
-  ) {}
+  )
+  .add(tradesCsvEndpoint) {}
 
 /** Most candles one /candles answer carries. */
 export const CANDLES_MAX = 5000
@@ -195,6 +156,8 @@ export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(TradesApi)
   .add(MarketApi)
   .add(BiApi)
+  .add(AggTradesApi)
+  .add(CoverageApi)
   .annotate(OpenApi.Title, "crypto-streaming-platform")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(

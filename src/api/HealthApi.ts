@@ -12,6 +12,17 @@ export const SinkHealth = Schema.Struct({
   last_success_at: Instant
 })
 
+export const StreamConnectionHealth = Schema.Struct({
+  name: Schema.String,
+  state: Schema.Literal("connecting", "connected", "reconnecting", "rejected"),
+  streams: Schema.Number,
+  connected_since: Instant,
+  /** Since the last data message (pings are not data); null before the first. */
+  last_message_age_ms: Schema.NullOr(Schema.Number),
+  reconnects: Schema.Number,
+  detail: Schema.NullOr(Schema.String)
+})
+
 export const HealthFields = {
   status: Schema.Literal("ok", "down"),
   components: Schema.Struct({
@@ -25,6 +36,12 @@ export const HealthFields = {
       rate_limited_until: Instant
     }),
     broker: Schema.Struct({ state: ComponentState, mode: Schema.String, detail: Schema.NullOr(Schema.String) }),
+    /** Binance WebSocket streams (SOURCE=stream or both): down when a handshake is refused or no connection carries data. */
+    stream: Schema.Struct({
+      state: ComponentState,
+      detail: Schema.NullOr(Schema.String),
+      connections: Schema.Array(StreamConnectionHealth)
+    }),
     store: Schema.Struct({
       state: ComponentState,
       path: Schema.String,

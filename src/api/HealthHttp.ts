@@ -48,14 +48,40 @@ const storeReport = Effect.gen(function* () {
   }
 })
 
+/**
+ * The stream component: not running without connections; down while a handshake is refused (451) or
+ * every connection is between connections; starting before the first data message.
+ */
+const streamReport = Effect.gen(function* () {
+  const health = yield* Health
+  const now = yield* Clock.currentTimeMillis
+  const all = yield* health.streamConnections
+  const connections = all.map(({ last_message_at_ms, ...c }) => ({
+    ...c,
+    last_message_age_ms: last_message_at_ms > 0 ? Math.max(0, now - last_message_at_ms) : null
+  }))
+  const rejected = connections.find((c) => c.state === "rejected")
+  const waiting = connections.find((c) => c.state === "reconnecting")
+  const state =
+    connections.length === 0
+      ? ("not_running" as const)
+      : rejected !== undefined || (waiting !== undefined && connections.every((c) => c.state !== "connected"))
+        ? ("down" as const)
+        : connections.some((c) => c.state === "connected")
+          ? ("up" as const)
+          : ("starting" as const)
+  return { state, detail: (rejected ?? waiting)?.detail ?? null, connections }
+})
+
 /** The platform's condition as /health reports it: 503 when a component is down or the producer is blocked. */
 export const currentHealth = Effect.gen(function* () {
   const health = yield* Health
   const producer = yield* health.producer
   const broker = yield* health.broker
   const store = yield* storeReport
-  const down = [producer.state, broker.state, store.state].some((s) => s === "down" || s === "blocked")
-  const report: HealthReport = { status: down ? "down" : "ok", components: { producer, broker, store } }
+  const stream = yield* streamReport
+  const down = [producer.state, broker.state, store.state, stream.state].some((s) => s === "down" || s === "blocked")
+  const report: HealthReport = { status: down ? "down" : "ok", components: { producer, broker, stream, store } }
   return report
 })
 

@@ -10,41 +10,17 @@ import {
 import { Chunk, Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"
 import { BiReports } from "../bi/BiReports.js"
-import * as AppConfig from "../Config.js"
 import { CandleRepo } from "../store/CandleRepo.js"
+import { TradeRepo } from "../store/TradeRepo.js"
 import { makeClientErrorsMiddleware } from "./ClientErrors.js"
 import { type Answer, AnswerCache, jsonAnswer, toResponse } from "./AnswerCache.js"
 import { ApiKeyAuthLive, SecurityLive } from "./security/middleware.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { bucketStart, candlesJson, intervalMs } from "../domain/Candles.js"
-import { Api, BadRange, CANDLES_MAX, encodeCursor, FeatureJson, UnknownSymbol } from "./Api.js"
+import { Api, BadRange, CANDLES_MAX, encodeCursor, FeatureJson } from "./Api.js"
 import { SystemLive } from "./HealthHttp.js"
-
-/** A symbol is known when it is configured (SYMBOLS) or has stored data; anything else is a client error. */
-class KnownSymbols extends Effect.Service<KnownSymbols>()("api/KnownSymbols", {
-  effect: Effect.gen(function* () {
-    const repo = yield* TickRepo
-    const configured: ReadonlyArray<string> = yield* AppConfig.symbols
-    const all = Effect.map(Effect.orDie(repo.symbols), (stored) =>
-      [...new Set([...configured, ...stored.map((s) => s.symbol)])].sort()
-    )
-    const require = (symbol: string) =>
-      configured.includes(symbol)
-        ? Effect.void
-        : Effect.flatMap(all, (known) =>
-            known.includes(symbol)
-              ? Effect.void
-              : Effect.fail(
-                  new UnknownSymbol({
-                    symbol,
-                    known,
-                    message: `no data for symbol ${symbol}: it is neither configured (SYMBOLS) nor stored; known symbols: ${known.join(", ")}`
-                  })
-                )
-          )
-    return { all, require } as const
-  })
-}) {}
+import { KnownSymbols } from "./KnownSymbols.js"
+import { AggTradesLive, CoverageLive, etagMatches, tradesCsvHandler } from "./TradesHttp.js"
 
 /** The headers that point from one page of /trades/range to the next. */
 const nextPageHeaders = (requestUrl: string, lastMicros: number) => {
@@ -140,9 +116,7 @@ export const csvAnswer = (body: string, options: { readonly maxAge: number; read
 
 /** The answer, or a bodyless 304 with its ETag and Cache-Control when If-None-Match names it. */
 export const conditionalResponse = (answer: Answer, ifNoneMatch: string | undefined) => {
-  const etag = answer.headers["etag"] ?? ""
-  const presented = (ifNoneMatch ?? "").split(",").map((t) => t.trim().replace(/^W\//, ""))
-  if (!presented.includes(etag) && !presented.includes("*")) return toResponse(answer)
+  if (!etagMatches(ifNoneMatch, answer.headers["etag"] ?? "")) return toResponse(answer)
   const { "content-disposition": _, ...headers } = answer.headers
   return HttpServerResponse.empty({ status: 304, headers })
 }
@@ -152,6 +126,7 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
     const reports = yield* BiReports
     const known = yield* KnownSymbols
     const cache = yield* AnswerCache
+    const trades = yield* tradesCsvHandler
     /** A report answer: kept (a matching If-None-Match then costs no report at all), or built and kept. */
     const report = (ifNoneMatch: string | undefined, body: Effect.Effect<string>, options: { readonly maxAge: number; readonly filename: string }) =>
       Effect.map(
@@ -170,6 +145,7 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
       .handle("dailyOhlc", daily(reports.dailyOhlc, "daily_ohlc"))
       .handle("dailyVolume", daily(reports.dailyVolume, "daily_volume"))
       .handle("dailyFeatures", daily(reports.dailyFeatures, "daily_features"))
+      .handle("trades", trades)
       .handle("latestPrices", ({ headers, urlParams }) =>
         Effect.gen(function* () {
           const symbols = urlParams.symbols ?? (yield* known.all)
@@ -183,11 +159,15 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
   })
 )
 
-/** The API's handlers, and the answer cache they share (exposed for tests and metrics). */
+/**
+ * The API's handlers, and the answer cache they share (exposed for tests and metrics). The trade
+ * reads (TradeRepo) are built here, like the candle reads: their own read connection.
+ */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([SystemLive, TradesLive, MarketLive, BiLive]),
+  Layer.provide([SystemLive, TradesLive, MarketLive, BiLive, AggTradesLive, CoverageLive]),
   Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive]),
-  Layer.provideMerge(AnswerCache.Default)
+  Layer.provideMerge(AnswerCache.Default),
+  Layer.provide(TradeRepo.Default)
 )
 
 /**

@@ -1,5 +1,5 @@
 import { NodeContext, NodeHttpClient } from "@effect/platform-node"
-import { Clock, Data, Deferred, Duration, Effect, Fiber, Layer, Option } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Fiber, Layer, Option } from "effect"
 import type { Interval } from "../domain/Candles.js"
 import * as AppConfig from "../Config.js"
 import { healthListeningServer, listeningServer } from "../api/NodeServer.js"
@@ -7,24 +7,29 @@ import { SecurityConfig } from "../api/Security.js"
 import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
 import { RateLimitStoreLive } from "../binance/RateLimitStore.js"
-import { Broker } from "../broker/Broker.js"
-import { DirectBrokerLive } from "../broker/DirectBroker.js"
-import { KafkaBrokerLive } from "../broker/kafka/KafkaBroker.js"
+import { BarBroker, Broker, TradeBroker } from "../broker/Broker.js"
+import { DirectBarBrokerLive, DirectBrokerLive, DirectTradeBrokerLive } from "../broker/DirectBroker.js"
+import { KafkaBarBrokerLive, KafkaBrokerLive, KafkaTradeBrokerLive } from "../broker/kafka/KafkaBroker.js"
 import { Health } from "../status/Health.js"
 import { makeJsonlSink } from "../store/JsonlSink.js"
 import { SqlForCommands, SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
-import { fanOut, TickSink } from "../store/TickSink.js"
+import { BarSink, fanOut, TickSink, TradeSink } from "../store/TickSink.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { TickWriter } from "../store/TickWriter.js"
+import { TradeRepo } from "../store/TradeRepo.js"
+import { makeBarSink, makeJsonlTradeSink, makeSqliteTradeSink } from "../store/TradeSinks.js"
+import { TradeWriter } from "../store/TradeWriter.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
 import { buildBiFiles, verifyBi } from "./BiCommands.js"
-import { runConsumer } from "./Consumer.js"
+import { runConsumer, runStreamConsumer } from "./Consumer.js"
+import { runRepair } from "./Repair.js"
 import { MarketSource } from "../market/MarketSource.js"
 import { PollSourceLive } from "../market/PollSource.js"
 import { listReplayFiles, ReplaySourceLive } from "../market/ReplaySource.js"
 import { SimSourceLive } from "../market/SimSource.js"
+import { StreamSourceLive } from "../market/StreamSource.js"
 import { StopRequested } from "./Shutdown.js"
 
 export const roles = ["all", "producer", "consumer", "api"] as const
@@ -66,6 +71,40 @@ const BrokerLive = Layer.unwrapEffect(
   })
 )
 
+/** Whether trades and bars flow: from Binance's streams, or from the simulated market. */
+const tradesFlow = (source: AppConfig.MarketSourceName) => AppConfig.streams(source) || source === "sim"
+
+/**
+ * The trade and bar channels: Kafka topics when trades flow in Kafka mode; otherwise in-process
+ * queues (cheap, and idle when nothing streams).
+ */
+const StreamBrokersLive = Layer.unwrapEffect(
+  Effect.gen(function* () {
+    const kafka = (yield* AppConfig.brokerMode) === "kafka" && tradesFlow(yield* AppConfig.source)
+    return kafka ? Layer.merge(KafkaTradeBrokerLive, KafkaBarBrokerLive) : Layer.merge(DirectTradeBrokerLive, DirectBarBrokerLive)
+  })
+)
+
+/** Trades into SQLite (unless ENABLE_DB_SINK=false) and `RAW_DIR/trades/`; closed bars into the candles. */
+const StreamSinksLive = Layer.merge(
+  Layer.effect(
+    TradeSink,
+    Effect.gen(function* () {
+      const health = yield* Health
+      const sinks = (yield* AppConfig.enableDbSink) ? [yield* makeSqliteTradeSink] : []
+      sinks.push(yield* makeJsonlTradeSink(yield* AppConfig.rawDir))
+      return fanOut(sinks, health.sinkResult)
+    })
+  ),
+  Layer.effect(
+    BarSink,
+    Effect.gen(function* () {
+      if (yield* AppConfig.enableDbSink) return yield* makeBarSink
+      return BarSink.of({ name: "none", writeBatch: () => Effect.void })
+    })
+  )
+).pipe(Layer.provideMerge(TradeWriter.Default))
+
 /** SQLite (unless ENABLE_DB_SINK=false) and the JSONL raw log, as one sink. */
 const SinkLive = Layer.effect(
   TickSink,
@@ -98,14 +137,26 @@ const healthLoop = Effect.gen(function* () {
 /** Binance's Retry-After is kept beside the data, so a restart never sends a request during a ban. */
 const BinanceLive = BinanceClient.Default.pipe(Layer.provide(RateLimitStoreLive))
 
+/** SOURCE=both: the REST ticker poll and the WebSocket streams, side by side. */
+const BothSourcesLive = Layer.scoped(
+  MarketSource,
+  Effect.gen(function* () {
+    const poll = Context.get(yield* Layer.build(PollSourceLive), MarketSource)
+    const stream = Context.get(yield* Layer.build(StreamSourceLive), MarketSource)
+    return MarketSource.of({ name: "both", run: Effect.all([poll.run, stream.run], { concurrency: "unbounded", discard: true }) })
+  })
+)
+
 /** Where events come from (SOURCE): Binance's REST tickers, a simulated market, or recorded day files. */
 const SourceLive = Layer.unwrapEffect(
   Effect.map(AppConfig.source, (source) => {
     switch (source) {
       case "poll":
-      case "both":
+        return PollSourceLive
       case "stream":
-        return PollSourceLive.pipe(Layer.provide(BinanceLive))
+        return StreamSourceLive
+      case "both":
+        return BothSourcesLive
       case "sim":
         return SimSourceLive
       case "replay":
@@ -117,7 +168,7 @@ const SourceLive = Layer.unwrapEffect(
 /** The producer loop: the configured source, publishing until it ends or a stop is requested. */
 const runSource = Effect.flatMap(MarketSource, (source) => source.run)
 
-const StoreLive = Layer.merge(TickRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
+const StoreLive = Layer.mergeAll(TickRepo.Default, TradeRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
 
 type Loop = Effect.Effect<unknown, unknown, unknown>
 
@@ -129,10 +180,11 @@ type Loop = Effect.Effect<unknown, unknown, unknown>
 const reportUnstored = (consumerDrained: boolean) =>
   Effect.gen(function* () {
     const health = yield* Health
-    const broker = yield* Effect.serviceOption(Broker)
     const kafka = (yield* Effect.orDie(AppConfig.brokerMode)) === "kafka" // validated at start-up
     const unpublished = yield* health.producerUnpublished
-    const waiting = consumerDrained ? 0 : (yield* health.consumerHeld) + (Option.isSome(broker) ? yield* broker.value.pending : 0)
+    let pending = 0
+    for (const channel of yield* channels) pending += yield* channel.pending
+    const waiting = consumerDrained ? 0 : (yield* health.consumerHeld) + pending
     if (unpublished + waiting === 0) return
     const failing = (yield* health.sinks).flatMap((s) => (s.state === "down" && s.detail !== null ? [s.detail] : []))
     const why = failing.length > 0 ? ` (${failing.join("; ")})` : ""
@@ -141,6 +193,17 @@ const reportUnstored = (consumerDrained: boolean) =>
       : "the in-process queue ends with the process, so they are lost"
     yield* Effect.logError(`shutdown: ${unpublished + waiting} event(s) could not be stored in time${why}; ${fate}`)
   })
+
+/** The broker channels of this process (ticks, and trades and bars where they flow). */
+type Closable = { readonly close: Effect.Effect<void>; readonly pending: Effect.Effect<number> }
+const channels = Effect.map(
+  Effect.all([
+    Effect.serviceOption(Broker) as Effect.Effect<Option.Option<Closable>>,
+    Effect.serviceOption(TradeBroker) as Effect.Effect<Option.Option<Closable>>,
+    Effect.serviceOption(BarBroker) as Effect.Effect<Option.Option<Closable>>
+  ]),
+  (found) => found.flatMap((c) => (Option.isSome(c) ? [c.value] : []))
+)
 
 /** Waits for `fiber` for at most `millis`; false when it is still running then. */
 const awaitFor = (fiber: Fiber.RuntimeFiber<unknown, unknown>, millis: number) =>
@@ -154,30 +217,33 @@ const awaitFor = (fiber: Fiber.RuntimeFiber<unknown, unknown>, millis: number) =
  * DRAIN_DEADLINE); what is still unstored then is said in one line, and what is left is interrupted
  * without waiting for it (a write hung in the kernel cannot hold the process).
  */
-const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop = never>(loops: {
+const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop = never, B extends Loop = never>(loops: {
   readonly producer?: P
   readonly consumer?: C
   readonly api?: A
+  /** Work that stops at once on a stop (gap repair): nothing of it is in flight between steps. */
+  readonly background?: B | undefined
   /** Stop (in the same order as for a signal) once the producer loop returns by itself. */
   readonly untilProducerEnds?: boolean
-}): Effect.Effect<void, Effect.Effect.Error<P | C | A>, Effect.Effect.Context<P | C | A> | Health> =>
+}): Effect.Effect<void, Effect.Effect.Error<P | C | A | B>, Effect.Effect.Context<P | C | A | B> | Health> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const broker = yield* Effect.serviceOption(Broker)
       const stop = yield* Deferred.make<void>()
       const consumer = loops.consumer && (yield* Effect.forkScoped(loops.consumer))
       const producer = loops.producer && (yield* Effect.forkScoped(Effect.provideService(loops.producer, StopRequested, stop)))
       const api = loops.api && (yield* Effect.forkScoped(loops.api))
+      const background = loops.background && (yield* Effect.forkScoped(loops.background))
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
           const started = yield* Clock.currentTimeMillis
           yield* Deferred.succeed(stop, undefined)
+          if (background) yield* Fiber.interruptFork(background)
           const closingApi = api ? yield* Effect.fork(Fiber.interrupt(api)) : undefined
           if (producer && !(yield* awaitFor(producer, Duration.toMillis(PRODUCER_GRACE)))) {
             yield* Effect.logWarning("the poll in flight did not finish in time; stopping the producer")
             yield* Fiber.interruptFork(producer)
           }
-          if (Option.isSome(broker)) yield* broker.value.close
+          for (const channel of yield* channels) yield* channel.close
           let drained = true
           if (consumer) {
             const left = Math.max(0, Duration.toMillis(DRAIN_DEADLINE) - ((yield* Clock.currentTimeMillis) - started))
@@ -189,7 +255,7 @@ const runLoops = <P extends Loop = never, C extends Loop = never, A extends Loop
           yield* Effect.logInfo("stopped")
         })
       )
-      const fibers = [consumer, producer, api].filter((f) => f !== undefined)
+      const fibers = [consumer, producer, api, background].filter((f) => f !== undefined)
       const all = Effect.all(fibers.map(Fiber.join), { concurrency: "unbounded", discard: true })
       if (loops.untilProducerEnds && producer) {
         yield* Effect.raceFirst(all, Fiber.join(producer))
@@ -223,12 +289,17 @@ export const runRole = (role: Role) =>
         )
       )
     )
+    // Trades and bars have their own consumer loop beside the ticks'; the gap repair runs where they are stored.
+    const consumer = tradesFlow(source)
+      ? Effect.all([runConsumer, runStreamConsumer], { concurrency: "unbounded", discard: true })
+      : runConsumer
+    const repair = AppConfig.streams(source) ? runRepair : undefined
     switch (role) {
       case "all":
-        return yield* runLoops({ producer: runSource, consumer: runConsumer, api }).pipe(
+        return yield* runLoops({ producer: runSource, consumer, api, background: repair }).pipe(
           Effect.provide(
             SourceLive.pipe(
-              Layer.provideMerge(Layer.merge(SinkLive, BrokerLive)),
+              Layer.provideMerge(Layer.mergeAll(SinkLive, BrokerLive, StreamSinksLive, StreamBrokersLive, BinanceLive)),
               Layer.provideMerge(StoreLive),
               Layer.provideMerge(Health.Default)
             )
@@ -237,11 +308,18 @@ export const runRole = (role: Role) =>
       case "producer":
         // A finite source (replay) ends the producer process once everything is handed to Kafka.
         return yield* runLoops({ producer: runSource, api: healthLoop, untilProducerEnds: true }).pipe(
-          Effect.provide(SourceLive.pipe(Layer.provideMerge(BrokerLive), Layer.provideMerge(Health.Default)))
+          Effect.provide(
+            SourceLive.pipe(Layer.provideMerge(Layer.mergeAll(BrokerLive, StreamBrokersLive, BinanceLive)), Layer.provideMerge(Health.Default))
+          )
         )
       case "consumer":
-        return yield* runLoops({ consumer: runConsumer, api: healthLoop }).pipe(
-          Effect.provide(Layer.mergeAll(SinkLive, BrokerLive).pipe(Layer.provideMerge(StoreLive), Layer.provideMerge(Health.Default)))
+        return yield* runLoops({ consumer, api: healthLoop, background: repair }).pipe(
+          Effect.provide(
+            Layer.mergeAll(SinkLive, BrokerLive, StreamSinksLive, StreamBrokersLive, BinanceLive).pipe(
+              Layer.provideMerge(StoreLive),
+              Layer.provideMerge(Health.Default)
+            )
+          )
         )
       case "api":
         return yield* runLoops({ api }).pipe(Effect.provide(StoreLive.pipe(Layer.provideMerge(Health.Default))))

@@ -4,6 +4,7 @@ import { Clock, Duration, Effect, Either, Option, ParseResult, Ref, Schema } fro
 import * as AppConfig from "../Config.js"
 import { DecimalString, type TickerSymbol } from "../domain/Ticker.js"
 import { isoInstant, MINUTE_MS } from "../domain/Time.js"
+import { fromBinanceAggTrade, type Trade, TRADE_REST_SOURCE } from "../domain/Trade.js"
 import {
   type BinanceError,
   BinanceRejected,
@@ -207,10 +208,39 @@ const make = Effect.gen(function* () {
       Effect.withSpan("BinanceClient.klines")
     )
 
+  /**
+   * Up to `limit` (max 1000) aggregate trades, oldest first (weight 4): from the id `fromId` on, or from
+   * `startTime` (epoch ms). A row not of the documented shape fails the whole answer: a repair must
+   * not store part of a range and call it whole.
+   */
+  const aggTrades = (symbol: TickerSymbol, from: { readonly fromId: number } | { readonly startTime: number }, limit = 1000) =>
+    getJson(
+      "/api/v3/aggTrades",
+      {
+        symbol,
+        ...("fromId" in from ? { fromId: String(from.fromId) } : { startTime: String(from.startTime) }),
+        limit: String(Math.min(Math.max(limit, 1), 1000))
+      },
+      [symbol]
+    ).pipe(
+      Effect.flatMap((json) => {
+        if (!Array.isArray(json)) return Effect.fail(new MalformedResponse({ detail: "/api/v3/aggTrades did not answer with an array" }))
+        const trades: Array<Trade> = []
+        for (const row of json) {
+          const trade = typeof row === "object" && row !== null ? fromBinanceAggTrade(symbol, row as Record<string, unknown>, TRADE_REST_SOURCE) : Either.left("not an object")
+          if (Either.isLeft(trade)) return Effect.fail(new MalformedResponse({ detail: `/api/v3/aggTrades answered a row that is not an aggregate trade: ${trade.left}` }))
+          trades.push(trade.right)
+        }
+        return Effect.succeed(trades as ReadonlyArray<Trade>)
+      }),
+      Effect.withSpan("BinanceClient.aggTrades")
+    )
+
   return {
     baseUrl,
     ticker24h,
     klines,
+    aggTrades,
     symbolExists,
     /** The last `x-mbx-used-weight-1m` Binance reported, with when. */
     usedWeight: Ref.get(weight),

@@ -48,7 +48,7 @@ const KNOWN: Readonly<Record<string, SymbolProfile>> = {
 }
 
 /** FNV-1a over the UTF-16 code units of `text`, as an unsigned 32-bit integer. */
-const fnv1a = (text: string): number => {
+export const fnv1a = (text: string): number => {
   let h = 0x811c9dc5
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i)
@@ -58,7 +58,7 @@ const fnv1a = (text: string): number => {
 }
 
 /** A 32-bit finaliser (murmur3's fmix32): spreads close inputs over the whole range. */
-const mix32 = (x: number): number => {
+export const mix32 = (x: number): number => {
   x ^= x >>> 16
   x = Math.imul(x, 0x85ebca6b)
   x ^= x >>> 13
@@ -97,7 +97,7 @@ export const profileOf = (symbol: string): SymbolProfile => {
 }
 
 /** mulberry32: a small, fast PRNG with 32 bits of state; uniform numbers in [0, 1). */
-const mulberry32 = (seed: number) => {
+export const mulberry32 = (seed: number) => {
   let a = seed >>> 0
   return (): number => {
     a = (a + 0x6d2b79f5) | 0
@@ -108,7 +108,7 @@ const mulberry32 = (seed: number) => {
 }
 
 /** Standard normal draws (Box–Muller, both values of each pair used) from a uniform source. */
-const gaussian = (uniform: () => number) => {
+export const gaussian = (uniform: () => number) => {
   let spare = 0
   let hasSpare = false
   return (): number => {
@@ -143,7 +143,7 @@ export const formatScaled = (units: number, decimals: number): string => {
   return `${digits.slice(0, digits.length - decimals)}.${digits.slice(digits.length - decimals)}`
 }
 
-const SECONDS_PER_YEAR = 365 * 86_400
+export const SECONDS_PER_YEAR = 365 * 86_400
 const MINUTE_MICROS = 60_000_000
 const MINUTES_PER_DAY = 1_440
 const VOLUME_DECIMALS = 8

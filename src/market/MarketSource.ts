@@ -1,5 +1,5 @@
 import { Context, Deferred, Duration, Effect, Option } from "effect"
-import { Broker, type BrokerError } from "../broker/Broker.js"
+import { Broker, type BrokerError, type Channel } from "../broker/Broker.js"
 import { Health } from "../status/Health.js"
 import type { MarketSourceName } from "../Config.js"
 import type { Tick } from "../domain/Ticker.js"
@@ -44,14 +44,16 @@ export const stopSignal: Effect.Effect<StopSignal> = Effect.map(Effect.serviceOp
 const BLOCKED_AFTER = Duration.seconds(1)
 
 /**
- * `Broker.publish` as every source uses it: a full broker buffer suspends it (backpressure), and
+ * A channel's `publish` as every source uses it: a full broker buffer suspends it (backpressure), and
  * after BLOCKED_AFTER /health shows the producer `blocked`; the batch is counted until the broker
  * has it, so a publish cut short by a stop shows in the shutdown line.
  */
-export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker | Health> = Effect.gen(function* () {
-  const broker = yield* Broker
-  const health = yield* Health
-  return (ticks) => {
+export const watchedPublishTo = <A>(
+  channel: Channel<A>
+): Effect.Effect<(values: ReadonlyArray<A>) => Effect.Effect<void, BrokerError>, never, Health> =>
+  Effect.gen(function* () {
+    const health = yield* Health
+    return (ticks: ReadonlyArray<A>) => {
     const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
       Effect.zipRight(
         health.producerBlocked(
@@ -61,8 +63,11 @@ export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker |
       Effect.zipRight(Effect.never)
     )
     return health.producerPublishing(ticks.length).pipe(
-      Effect.zipRight(Effect.raceFirst(broker.publish(ticks), blocked)),
+      Effect.zipRight(Effect.raceFirst(channel.publish(ticks), blocked)),
       Effect.zipRight(health.producerPublishing(0))
     )
   }
 })
+
+/** `watchedPublishTo` the ticks' broker. */
+export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker | Health> = Effect.flatMap(Broker, watchedPublishTo)

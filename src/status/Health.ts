@@ -35,6 +35,18 @@ export interface SinkHealth {
   readonly last_success_at: string | null
 }
 
+/** One WebSocket connection of the stream source, as /health reports it. */
+export interface StreamConnectionHealth {
+  readonly name: string
+  readonly state: "connecting" | "connected" | "reconnecting" | "rejected"
+  readonly streams: number
+  readonly connected_since: string | null
+  /** Epoch ms of the last data message (pings are not data); 0 before the first. */
+  readonly last_message_at_ms: number
+  readonly reconnects: number
+  readonly detail: string | null
+}
+
 /**
  * Shared, in-process view of the producer's, the broker's and the sinks' condition. The roles write
  * it; the API reads it. In a process that does not run a part it says so instead of guessing.
@@ -58,6 +70,8 @@ export class Health extends Effect.Service<Health>()("status/Health", {
     const holding = yield* Ref.make(0)
     /** Events the producer is handing to the broker right now. */
     const publishing = yield* Ref.make(0)
+
+    const streamConnections = yield* Ref.make<ReadonlyMap<string, StreamConnectionHealth>>(new Map())
 
     const sinkResult = (name: string, error: string | null) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
@@ -118,7 +132,11 @@ export class Health extends Effect.Service<Health>()("status/Health", {
       producer: Ref.get(producer),
       broker: Ref.get(broker),
       sinks: Effect.map(Ref.get(sinks), (all) => [...all.values()]),
-      newestStoredMicros: Ref.get(newestStored)
+      newestStoredMicros: Ref.get(newestStored),
+      /** The stream source's connections (empty where no stream runs). */
+      streamConnection: (name: string, update: (previous: StreamConnectionHealth | undefined) => StreamConnectionHealth) =>
+        Ref.update(streamConnections, (all) => new Map(all).set(name, update(all.get(name)))),
+      streamConnections: Effect.map(Ref.get(streamConnections), (all) => [...all.values()])
     } as const
   })
 }) {}

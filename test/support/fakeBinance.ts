@@ -1,13 +1,22 @@
 /**
  * A fake Binance Spot REST server (market-data subset) for tests and benchmarks.
  *
- * Plain `node:http`, no dependencies. Shapes, error bodies, validation order and weight
- * accounting follow /work/shared/BINANCE_API.md (§1, §2, §5) and the fixtures in
+ * Plain `node:http` (plus `ws` for the WebSocket side). Shapes, error bodies, validation order and
+ * weight accounting follow /work/shared/BINANCE_API.md (§1, §2, §3, §5) and the fixtures in
  * /work/shared/fixtures/binance/ (whose base values are embedded below).
+ *
+ * REST `/api/v3/aggTrades` and the 1m klines from `trades.worldStart` on are answered from the trade
+ * world of fakeMarket.ts, which the WebSocket side (fakeBinanceWs.ts, same port, `wsUrl`) streams.
  */
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo, Socket } from "node:net"
+import { attachFakeBinanceWs, type FakeBinanceWs, type FakeWsOptions } from "./fakeBinanceWs.js"
+import {
+  type AggTrade, barRow, d8, fixed, makeMarket, type MarketOptions, type MinuteBar, roundTo, type SymbolSeed, unit
+} from "./fakeMarket.js"
+
+export type { AggTrade, FakeBinanceWs, FakeWsOptions, MarketOptions, MinuteBar }
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -39,9 +48,35 @@ export interface FakeBinance {
   enqueueFaults(...faults: ReadonlyArray<Fault>): void
   /** Fault applied to every request until cleared with `undefined`. Queued faults are used first. */
   setPersistentFault(fault: Fault | undefined): void
-  /** Freeze the clock at `ms` (used for serverTime, ticker closeTime, klines and the weight window). */
+  /** Freeze the clock at `ms` (used for serverTime, ticker closeTime, klines, trades and the weight window). */
   setNow(ms: number): void
+  /** "ws://127.0.0.1:<port>": the value for BINANCE_WS_URL (same server and port as `url`). */
+  readonly wsUrl: string
+  /** The WebSocket side: controls and observations (fakeBinanceWs.ts). */
+  readonly ws: FakeBinanceWs
+  /** The trade world REST aggTrades/klines and the streams answer from (fakeMarket.ts). */
+  readonly trades: FakeTrades
   close(): Promise<void>
+}
+
+/** Controls of the trade world. Symbols in upper case ("BTCUSDT"). Every read first grows the world to now. */
+export interface FakeTrades {
+  /** The first minute covered by trades (1m klines from it on are aggregated from them). */
+  readonly worldStart: number
+  /** `count` trades right now (all at the same ms), streamed at once; returns them. */
+  emit(symbol: string, count: number): ReadonlyArray<AggTrade>
+  /** Every trade so far, including the ones REST no longer serves. */
+  all(symbol: string): ReadonlyArray<AggTrade>
+  firstId(symbol: string): number
+  lastId(symbol: string): number
+  /** Average trades per second, for one symbol or as the default of all (0: only `emit`). */
+  setRate(tradesPerSecond: number, symbol?: string): void
+  /** REST no longer serves ids below `id` (a `fromId` below it answers from `id` on). */
+  forgetBefore(symbol: string, id: number): void
+  /** REST never returns ids in [fromId, toId] (a `fromId` inside answers `[]`). */
+  hide(symbol: string, fromId: number, toId: number): void
+  /** The 1m bar opening at `openTime` as aggregated from the trades (what REST and the stream send). */
+  bar(symbol: string, openTime: number): MinuteBar
 }
 
 export interface FakeBinanceOptions {
@@ -50,6 +85,10 @@ export interface FakeBinanceOptions {
   readonly now?: () => number
   /** Extra symbols besides BTCUSDT, ETHUSDT, SOLUSDT, BNBUSDT, XRPUSDT. */
   readonly knownSymbols?: ReadonlyArray<string>
+  /** The WebSocket side's rules (always served; these only change the defaults). */
+  readonly ws?: FakeWsOptions
+  /** The trade world: rate (default 4 trades/s per symbol), history before start (default 10 min). */
+  readonly market?: MarketOptions
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -63,6 +102,8 @@ const MAX_BAN_SECONDS = 3 * 24 * 3600
 const DAY_MS = 86_400_000
 const KLINES_DEFAULT_LIMIT = 500
 const KLINES_MAX_LIMIT = 1000
+const AGG_TRADES_DEFAULT_LIMIT = 500
+const AGG_TRADES_MAX_LIMIT = 1000
 
 const JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 const SYMBOL_RANGE = "^[A-Z0-9-_.]{1,20}$"
@@ -111,27 +152,7 @@ const badCombination = (): ApiError => badRequest(-1128, "Combination of optiona
 // Deterministic helpers
 // ---------------------------------------------------------------------------------------------
 
-/** FNV-1a 32-bit hash of a string, mapped to [0, 1). */
-const unit = (s: string): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  // final avalanche
-  h ^= h >>> 15
-  h = Math.imul(h, 0x2c1b3c6d)
-  h ^= h >>> 12
-  return (h >>> 0) / 4294967296
-}
-
-/** Decimal string with `decimals` places, never "-0.000…". */
-const fixed = (x: number, decimals: number): string => {
-  const s = x.toFixed(decimals)
-  return /^-0\.?0*$/.test(s) ? s.slice(1) : s
-}
-const d8 = (x: number): string => fixed(x, 8)
-const roundTo = (x: number, step: number): number => Math.round(x / step) * step
+// unit (FNV-1a hash to [0, 1)), fixed, d8 and roundTo live in fakeMarket.ts, shared with the trade world.
 
 // ---------------------------------------------------------------------------------------------
 // Simulated market (ticker state)
@@ -458,6 +479,16 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
     return t
   }
 
+  const seedFor = (symbol: string): SymbolSeed => {
+    const seed = ticker(symbol).seed
+    return {
+      tick: seed.tick, qtyStep: seed.qtyStep, typicalQty: seed.lastQty,
+      firstAggId: Math.floor(seed.lastId * 0.8308), firstTradeId: seed.lastId + 1,
+      mid: (t) => priceAt(symbol, seed.last, seed.tick, t)
+    }
+  }
+  const market = makeMarket(options.market ?? {}, seedFor, now())
+
   const requests: Array<RecordedRequest> = []
   const faultQueue: Array<Fault> = []
   let persistentFault: Fault | undefined
@@ -484,6 +515,8 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
       case "/api/v3/klines":
       case "/api/v3/uiKlines":
         return 2
+      case "/api/v3/aggTrades":
+        return 4
       case "/api/v3/ticker/24hr": {
         if (q.has("symbol")) return 2
         const raw = q.get("symbols")
@@ -614,7 +647,27 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
       opens.reverse()
     }
     const seed = ticker(symbol).seed
-    return jsonVerdict(200, opens.map((open) => makeKline(symbol, seed, interval, spec, open, t)))
+    const fromTrades = (open: number): KlineRow | undefined => {
+      if (interval !== "1m") return undefined
+      const bar = market.bar(symbol, open, t)
+      return bar === undefined ? undefined : barRow(bar)
+    }
+    return jsonVerdict(200, opens.map((open) => fromTrades(open) ?? makeKline(symbol, seed, interval, spec, open, t)))
+  }
+
+  const aggTrades = (q: URLSearchParams): Verdict => {
+    const symbol = q.get("symbol")
+    if (symbol === null || symbol === "") throw mandatory("symbol")
+    if (!SYMBOL_RE.test(symbol)) throw illegalChars("symbol", SYMBOL_RANGE)
+    const fromId = parseLong(q, "fromId")
+    const startTime = parseLong(q, "startTime")
+    const endTime = parseLong(q, "endTime")
+    const limitRaw = parseLong(q, "limit")
+    if (!known.has(symbol)) throw invalidSymbol()
+    if (limitRaw !== undefined && (limitRaw < 1 || limitRaw > AGG_TRADES_MAX_LIMIT)) throw invalidParam("limit")
+    if (fromId !== undefined && (startTime !== undefined || endTime !== undefined)) throw badCombination()
+    const limit = limitRaw ?? AGG_TRADES_DEFAULT_LIMIT
+    return jsonVerdict(200, market.aggTrades(symbol, { fromId, startTime, endTime, limit }, now()))
   }
 
   const route = (method: string, path: string, q: URLSearchParams): Verdict => {
@@ -633,6 +686,8 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
         case "/api/v3/klines":
         case "/api/v3/uiKlines":
           return klines
+        case "/api/v3/aggTrades":
+          return aggTrades
         default:
           return undefined
       }
@@ -760,7 +815,8 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
     }
   }
 
-  const server = createServer(handle)
+  // Large enough for a /stream?streams=… URL of 1024 streams (Node's default is 16 KiB).
+  const server = createServer({ maxHeaderSize: 256 * 1024 }, handle)
   server.on("connection", (socket) => {
     sockets.add(socket)
     socket.on("close", () => sockets.delete(socket))
@@ -771,9 +827,36 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
     server.listen(options.port ?? 0, "127.0.0.1", () => {
       server.off("error", reject)
       const { port } = server.address() as AddressInfo
+      const ws = attachFakeBinanceWs({
+        server, url: `ws://127.0.0.1:${port}`, now, market, isKnown: (s) => known.has(s),
+        body451: JSON.stringify({ code: 0, msg: MSG_451 }), options: options.ws
+      })
       let closing: Promise<void> | undefined
       resolve({
         url: `http://127.0.0.1:${port}`,
+        wsUrl: ws.url,
+        ws,
+        trades: {
+          worldStart: market.worldStart,
+          emit: (symbol, count) => market.emit(symbol, count, now()),
+          all: (symbol) => {
+            market.advance(symbol, now())
+            return market.trades(symbol)
+          },
+          firstId: (symbol) => market.firstId(symbol),
+          lastId: (symbol) => {
+            market.advance(symbol, now())
+            return market.lastId(symbol)
+          },
+          setRate: (rate, symbol) => market.setRate(rate, symbol),
+          forgetBefore: (symbol, id) => market.forgetBefore(symbol, id),
+          hide: (symbol, fromId, toId) => market.hide(symbol, fromId, toId),
+          bar: (symbol, openTime) => {
+            const bar = market.bar(symbol, openTime, now())
+            if (bar === undefined) throw new Error(`fake Binance: no trades before ${new Date(market.worldStart).toISOString()}`)
+            return bar
+          }
+        },
         get requests() {
           return requests
         },
@@ -790,6 +873,7 @@ export function startFakeBinance(options: FakeBinanceOptions = {}): Promise<Fake
           closing ??= new Promise<void>((done) => {
             for (const timer of timers) clearTimeout(timer)
             timers.clear()
+            ws.close()
             server.close(() => done())
             server.closeAllConnections()
             for (const socket of sockets) socket.destroy()

@@ -29,8 +29,15 @@ export interface RunningMain {
 export const runMain = (args: ReadonlyArray<string>, env: Record<string, string>): RunningMain => {
   const child = spawn(process.execPath, [mainJs, ...args], {
     cwd: repoRoot,
-    // A closed local port unless the test names its fake: no test ever reaches Binance's real streams.
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_FORMAT: "json", BINANCE_WS_URL: "ws://127.0.0.1:9", ...env },
+    // The fake Binance serves its WebSocket side on its REST port; without one, a closed local port:
+    // no test ever reaches Binance's real streams.
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "",
+      LOG_FORMAT: "json",
+      BINANCE_WS_URL: env.BINANCE_BASE_URL?.replace(/^http/, "ws") ?? "ws://127.0.0.1:9",
+      ...env
+    },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let out = ""

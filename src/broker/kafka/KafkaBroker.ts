@@ -1,62 +1,111 @@
-import { type ConfigError, Effect, Fiber, Layer } from "effect"
+import { type ConfigError, type Context, Effect, Fiber, Layer } from "effect"
+import type { Candle } from "../../domain/Candles.js"
 import type { Tick } from "../../domain/Ticker.js"
-import { Health } from "../../status/Health.js"
-import { Broker, type Delivery } from "../Broker.js"
+import type { Trade } from "../../domain/Trade.js"
+import type { Health } from "../../status/Health.js"
+import { BarBroker, Broker, type Channel, TradeBroker } from "../Broker.js"
+import { barCodec } from "./barCodec.js"
 import { KafkaSettings, makeKafka } from "./client.js"
-import { tickCodec } from "./codec.js"
+import { tickCodec, type TopicCodec } from "./codec.js"
 import { dlqTopic } from "./deadLetters.js"
-import { makeLink } from "./link.js"
+import { KafkaStatus, KafkaStatusLive, makeLink } from "./link.js"
 import { makeOutbox } from "./outbox.js"
 import { makeSubscription } from "./subscription.js"
 import { setUpTopics } from "./topics.js"
+import { tradeCodec } from "./tradeCodec.js"
 
 export { deadLetteredTotal, dlqTopic } from "./deadLetters.js"
 export type { KafkaReceipt } from "./commits.js"
 
-const make = Effect.gen(function* () {
-  const settings = yield* KafkaSettings
-  const health = yield* Health
-  const kafka = makeKafka(settings, yield* Effect.runtime<never>())
-  const { topic } = settings
-  const link = yield* makeLink(health, settings.brokers.join(","), topic)
-  const spec = { partitions: settings.partitions, replicationFactor: settings.replicationFactor }
-  const topics = yield* setUpTopics(kafka, link, [
-    { name: topic, ...spec },
-    { name: dlqTopic(topic), ...spec }
-  ])
-  const outbox = yield* makeOutbox({ kafka, link, ready: topics.ready, topic, codec: tickCodec, capacity: settings.producerBuffer })
-  const subscription = yield* makeSubscription({
-    kafka,
-    link,
-    ready: topics.ready,
-    topic,
-    groupId: settings.groupId,
-    codec: tickCodec,
-    toDelivery: (value: Tick, receipt): Delivery => ({ value, receipt })
+/** One kind of event on Kafka: its topic (with `<topic>.dlq`), its consumer group, and how its values travel. */
+export interface TopicChannel<A> {
+  readonly topic: (settings: KafkaSettings) => string
+  readonly groupId: (settings: KafkaSettings) => string
+  readonly codec: TopicCodec<A>
+}
+
+/**
+ * Each topic has a consumer group of its own. kafkajs' assigner hands every topic's partitions to every
+ * member of a group, whatever that member subscribed to, so one group over two topics would give a
+ * trades consumer partitions of the prices topic (and leave them unconsumed).
+ */
+export const ticksChannel: TopicChannel<Tick> = { topic: (s) => s.topic, groupId: (s) => s.groupId, codec: tickCodec }
+export const tradesChannel: TopicChannel<Trade> = {
+  topic: (s) => s.tradesTopic,
+  groupId: (s) => `${s.groupId}.trades`,
+  codec: tradeCodec
+}
+export const barsChannel: TopicChannel<Candle> = { topic: (s) => s.barsTopic, groupId: (s) => `${s.groupId}.bars`, codec: barCodec }
+
+/** The parts of one topic: a kafkajs client, its link to /health, topic setup, outbox and subscription. */
+const makeChannel = <A>(spec: TopicChannel<A>) =>
+  Effect.flatMap(KafkaSettings, (settings) => {
+    const topic = spec.topic(settings)
+    return build(spec, settings, topic).pipe(Effect.annotateLogs({ adapter: "kafka", topic }))
   })
 
-  // Shutdown: stop fetching, then release the consumer and flush the producer side by side, so that even
-  // with Kafka unreachable it stays within a few seconds.
-  yield* Effect.addFinalizer(() =>
-    Effect.gen(function* () {
-      yield* subscription.close
-      yield* Effect.all([subscription.release, outbox.stop], { concurrency: "unbounded", discard: true })
-      yield* Fiber.interrupt(topics.fiber)
+const build = <A>(spec: TopicChannel<A>, settings: KafkaSettings, topic: string) =>
+  Effect.gen(function* () {
+    const status = yield* KafkaStatus
+    const kafka = makeKafka(settings, yield* Effect.runtime<never>())
+    const link = yield* makeLink(status, settings.brokers.join(","), topic)
+    const partitioning = { partitions: settings.partitions, replicationFactor: settings.replicationFactor }
+    const topics = yield* setUpTopics(kafka, link, [
+      { name: topic, ...partitioning },
+      { name: dlqTopic(topic), ...partitioning }
+    ])
+    const { codec } = spec
+    const outbox = yield* makeOutbox({ kafka, link, ready: topics.ready, topic, codec, capacity: settings.producerBuffer })
+    const subscription = yield* makeSubscription({
+      kafka,
+      link,
+      ready: topics.ready,
+      topic,
+      groupId: spec.groupId(settings),
+      codec,
+      toDelivery: (value: A, receipt) => ({ value, receipt })
     })
-  )
 
-  return Broker.of({
-    publish: outbox.publish,
-    subscribe: subscription.stream,
-    acknowledge: subscription.acknowledge,
-    close: subscription.close,
-    pending: subscription.pending
+    // Shutdown: stop fetching, then release the consumer and flush the producer side by side, so that even
+    // with Kafka unreachable it stays within a few seconds.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        yield* subscription.close
+        yield* Effect.all([subscription.release, outbox.stop], { concurrency: "unbounded", discard: true })
+        yield* Fiber.interrupt(topics.fiber)
+      })
+    )
+
+    const channel: Channel<A> = {
+      publish: outbox.publish,
+      subscribe: subscription.stream,
+      acknowledge: subscription.acknowledge,
+      close: subscription.close,
+      pending: subscription.pending
+    }
+    return channel
   })
-}).pipe(Effect.annotateLogs({ adapter: "kafka" }))
+
+/** `spec` as the layer of the port `tag`; /health's broker component is shared with the process's other topics. */
+const channelLayer = <I, A>(
+  tag: Context.Tag<I, Channel<A>>,
+  spec: TopicChannel<A>
+): Layer.Layer<I, ConfigError.ConfigError, Health> => Layer.scoped(tag, makeChannel(spec)).pipe(Layer.provide(KafkaStatusLive))
 
 /**
  * The broker on Apache Kafka (kafkajs). Connection problems never fail the layer: every part retries in
  * the background while /health reports the broker down; publish buffers up to KAFKA_PRODUCER_BUFFER events,
  * then suspends. Delivery is at least once: offsets are committed only by `acknowledge`.
+ *
+ * Ticks on TOPIC_NAME in the group CONSUMER_GROUP_ID.
  */
-export const KafkaBrokerLive: Layer.Layer<Broker, ConfigError.ConfigError, Health> = Layer.scoped(Broker, make)
+export const KafkaBrokerLive: Layer.Layer<Broker, ConfigError.ConfigError, Health> = channelLayer(Broker, ticksChannel)
+
+/** Aggregate trades on TRADES_TOPIC_NAME (+ `.dlq`), keyed by symbol, in the group `<CONSUMER_GROUP_ID>.trades`. */
+export const KafkaTradeBrokerLive: Layer.Layer<TradeBroker, ConfigError.ConfigError, Health> = channelLayer(
+  TradeBroker,
+  tradesChannel
+)
+
+/** Closed 1m klines on BARS_TOPIC_NAME (+ `.dlq`), keyed by symbol, in the group `<CONSUMER_GROUP_ID>.bars`. */
+export const KafkaBarBrokerLive: Layer.Layer<BarBroker, ConfigError.ConfigError, Health> = channelLayer(BarBroker, barsChannel)

@@ -6,6 +6,8 @@ import { BrokerError } from "../Broker.js"
 export const KafkaSettings = Config.all({
   brokers: AppConfig.kafkaBootstrapServers,
   topic: AppConfig.topicName,
+  tradesTopic: AppConfig.tradesTopicName,
+  barsTopic: AppConfig.barsTopicName,
   partitions: AppConfig.topicPartitions,
   replicationFactor: AppConfig.topicReplicationFactor,
   groupId: AppConfig.consumerGroupId,

@@ -56,8 +56,8 @@ const fastTick = (text: string): Tick | undefined => {
 
 const decodeEvent = Schema.decodeUnknownEither(TickerEventJson)
 
-/** Why a document is not a contract event, in one line. */
-const reasonOf = (error: ParseResult.ParseError): string =>
+/** Why a document is not a value of its topic (the schema's issues), in one line for the DLQ header. */
+export const reasonOf = (error: ParseResult.ParseError): string =>
   ParseResult.ArrayFormatter.formatErrorSync(error)
     .map((issue) => (issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message))
     .join("; ")

@@ -157,7 +157,7 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
               yield* Ref.set(consumerDown, false)
               yield* link.report("up", `consuming ${topic} as group ${o.groupId}`)
               yield* Effect.logInfo(`joined consumer group ${o.groupId}`).pipe(
-                Effect.annotateLogs({ partitions: partitions.join(",") })
+                Effect.annotateLogs({ topic, partitions: partitions.join(",") })
               )
             })
           )
@@ -212,7 +212,7 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
         )
       }
       yield* deliveries.end
-      yield* Effect.logInfo("Kafka subscription closing: fetching stopped, draining what was fetched")
+      yield* Effect.logInfo(`Kafka subscription to ${topic} closing: fetching stopped, draining what was fetched`)
     })
 
     return {
