@@ -3,7 +3,8 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Effect, Layer, Logger, Option } from "effect"
 import * as AppConfig from "./Config.js"
 import { BACKFILL_MAX_DAYS } from "./app/Backfill.js"
-import { runBackfillCommand, runBiBuildCommand, runVerifyBiCommand, type Role, roles, runRole } from "./app/Roles.js"
+import { runBackfillCommand, runBiBuildCommand, runVerifyBiCommand } from "./app/Commands.js"
+import { type Role, roles, runRole } from "./app/Roles.js"
 import { Intervals } from "./domain/Candles.js"
 
 const LoggerLive = Layer.unwrapEffect(

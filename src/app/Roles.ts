@@ -1,10 +1,8 @@
-import { NodeContext, NodeHttpClient } from "@effect/platform-node"
+import { NodeContext } from "@effect/platform-node"
 import { Clock, Context, Data, Deferred, Duration, Effect, Fiber, Layer, Option } from "effect"
-import type { Interval } from "../domain/Candles.js"
 import * as AppConfig from "../Config.js"
 import { healthListeningServer, listeningServer } from "../api/NodeServer.js"
 import { SecurityConfig } from "../api/Security.js"
-import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import { BinanceClient } from "../binance/BinanceClient.js"
 import { RateLimitStoreLive } from "../binance/RateLimitStore.js"
 import { BarBroker, Broker, TradeBroker } from "../broker/Broker.js"
@@ -12,7 +10,7 @@ import { DirectBarBrokerLive, DirectBrokerLive, DirectTradeBrokerLive } from "..
 import { KafkaBarBrokerLive, KafkaBrokerLive, KafkaTradeBrokerLive } from "../broker/kafka/KafkaBroker.js"
 import { Health } from "../status/Health.js"
 import { makeJsonlSink } from "../store/JsonlSink.js"
-import { SqlForCommands, SqlLive } from "../store/Sql.js"
+import { SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
 import { BarSink, fanOut, TickSink, TradeSink } from "../store/TickSink.js"
 import { TickRepo } from "../store/TickRepo.js"
@@ -21,8 +19,6 @@ import { TradeRepo } from "../store/TradeRepo.js"
 import { makeBarSink, makeJsonlTradeSink, makeSqliteTradeSink } from "../store/TradeSinks.js"
 import { TradeWriter } from "../store/TradeWriter.js"
 import { CandleRepo } from "../store/CandleRepo.js"
-import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
-import { buildBiFiles, verifyBi } from "./BiCommands.js"
 import { runConsumer, runStreamConsumer } from "./Consumer.js"
 import { runRepair } from "./Repair.js"
 import { MarketSource } from "../market/MarketSource.js"
@@ -135,7 +131,7 @@ const healthLoop = Effect.gen(function* () {
 })
 
 /** Binance's Retry-After is kept beside the data, so a restart never sends a request during a ban. */
-const BinanceLive = BinanceClient.Default.pipe(Layer.provide(RateLimitStoreLive))
+export const BinanceLive = BinanceClient.Default.pipe(Layer.provide(RateLimitStoreLive))
 
 /** SOURCE=both: the REST ticker poll and the WebSocket streams, side by side. */
 const BothSourcesLive = Layer.scoped(
@@ -324,83 +320,4 @@ export const runRole = (role: Role) =>
       case "api":
         return yield* runLoops({ api }).pipe(Effect.provide(StoreLive.pipe(Layer.provideMerge(Health.Default))))
     }
-  })
-
-/** `backfill`: klines from Binance into the candle store, then exit. */
-export const runBackfillCommand = (options: {
-  readonly symbols: Option.Option<string>
-  readonly days: number
-  readonly interval: Interval
-  readonly tty: boolean
-}) =>
-  Effect.gen(function* () {
-    yield* AppConfig.validateAll
-    const symbols = Option.isSome(options.symbols)
-      ? AppConfig.parseSymbolList(options.symbols.value)
-      : yield* AppConfig.symbols
-    if (symbols === undefined) {
-      return yield* new StartupError({
-        message: `--symbols ${JSON.stringify(Option.getOrElse(options.symbols, () => ""))} is not valid: expected a comma-separated list of Binance symbols such as BTCUSDT,ETHUSDT.`
-      })
-    }
-    if (!Number.isInteger(options.days) || options.days < 1 || options.days > BACKFILL_MAX_DAYS) {
-      return yield* new StartupError({ message: `--days ${options.days} is not valid: expected a whole number from 1 to ${BACKFILL_MAX_DAYS}.` })
-    }
-    const stopped = (e: { readonly message: string }) =>
-      Effect.fail(
-        new StartupError({
-          message: `backfill stopped: ${e.message}. What was fetched is stored; run the same command again to resume.`
-        })
-      )
-    return yield* runBackfill({ symbols, days: options.days, interval: options.interval, tty: options.tty }).pipe(
-      Effect.catchTags({
-        RateLimited: stopped,
-        RegionRestricted: stopped,
-        InvalidSymbols: stopped,
-        BinanceRejected: stopped,
-        BinanceUnavailable: stopped,
-        MalformedResponse: stopped
-      }),
-      Effect.provide(Layer.merge(BinanceLive, CandleRepo.Default).pipe(Layer.provideMerge(SqlForCommands)))
-    )
-  })
-
-const BiLive = BiReports.Default.pipe(
-  Layer.provideMerge(Layer.merge(TickRepo.Default, CandleRepo.Default)),
-  Layer.provideMerge(SqlForCommands)
-)
-
-const checkDays = (days: number) =>
-  Number.isInteger(days) && days >= 1 && days <= BI_MAX_DAYS
-    ? Effect.void
-    : Effect.fail(new StartupError({ message: `--days ${days} is not valid: expected a whole number from 1 to ${BI_MAX_DAYS}.` }))
-
-/** `bi-build`: the BI CSVs of every configured symbol as static files. */
-export const runBiBuildCommand = (options: { readonly dir: string; readonly days: number }) =>
-  Effect.gen(function* () {
-    yield* AppConfig.validateAll
-    yield* checkDays(options.days)
-    const symbols = yield* AppConfig.symbols
-    yield* buildBiFiles({ dir: options.dir, days: options.days, symbols }).pipe(Effect.provide(BiLive))
-  })
-
-/** `verify-bi`: files in a directory, or a running server's endpoints, against the CSV contracts. */
-export const runVerifyBiCommand = (options: {
-  readonly dir: string
-  readonly url: Option.Option<string>
-  readonly apiKey: Option.Option<string>
-  readonly days: number
-}) =>
-  Effect.gen(function* () {
-    yield* AppConfig.validateAll
-    yield* checkDays(options.days)
-    const symbols = yield* AppConfig.symbols
-    const source = Option.match(options.url, {
-      onNone: () => ({ dir: options.dir }),
-      onSome: (url) => ({ url, apiKey: Option.getOrUndefined(options.apiKey) })
-    })
-    yield* verifyBi({ source, days: options.days, symbols }).pipe(
-      Effect.catchTag("BiViolation", (e) => Effect.fail(new StartupError({ message: `verify-bi: ${e.message}` }))),
-      Effect.provide(NodeHttpClient.layerUndici)
-    )
   })

@@ -1,4 +1,4 @@
-import { Context, Deferred, Duration, Effect, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Option } from "effect"
 import { Broker, type BrokerError, type Channel } from "../broker/Broker.js"
 import { Health } from "../status/Health.js"
 import type { MarketSourceName } from "../Config.js"
@@ -51,23 +51,21 @@ const BLOCKED_AFTER = Duration.seconds(1)
 export const watchedPublishTo = <A>(
   channel: Channel<A>
 ): Effect.Effect<(values: ReadonlyArray<A>) => Effect.Effect<void, BrokerError>, never, Health> =>
-  Effect.gen(function* () {
-    const health = yield* Health
-    return (ticks: ReadonlyArray<A>) => {
+  Effect.map(Health, (health) => (values: ReadonlyArray<A>) => {
     const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
       Effect.zipRight(
         health.producerBlocked(
-          `the broker has not taken ${ticks.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
+          `the broker has not taken ${values.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
         )
       ),
       Effect.zipRight(Effect.never)
     )
-    return health.producerPublishing(ticks.length).pipe(
-      Effect.zipRight(Effect.raceFirst(channel.publish(ticks), blocked)),
-      Effect.zipRight(health.producerPublishing(0))
+    // Counted until the broker has them; a publish cut short by a stop stays counted (the shutdown line).
+    return health.producerPublishing(values.length).pipe(
+      Effect.zipRight(Effect.raceFirst(channel.publish(values), blocked)),
+      Effect.onExit((exit) => (Exit.isInterrupted(exit) ? Effect.void : health.producerPublishing(-values.length)))
     )
-  }
-})
+  })
 
 /** `watchedPublishTo` the ticks' broker. */
 export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker | Health> = Effect.flatMap(Broker, watchedPublishTo)

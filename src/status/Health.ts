@@ -127,7 +127,8 @@ export class Health extends Effect.Service<Health>()("status/Health", {
       stored: (newestMicros: number) => Ref.update(newestStored, (n) => Math.max(n, newestMicros)),
       consumerHolding: (delta: number) => Ref.update(holding, (n) => n + delta),
       consumerHeld: Ref.get(holding),
-      producerPublishing: (events: number) => Ref.set(publishing, events),
+      /** `delta` events more (or fewer, once taken) being handed to a broker: ticks, trades and bars publish side by side. */
+      producerPublishing: (delta: number) => Ref.update(publishing, (n) => n + delta),
       producerUnpublished: Ref.get(publishing),
       producer: Ref.get(producer),
       broker: Ref.get(broker),

@@ -1,4 +1,7 @@
+import { SqlClient, SqlError } from "@effect/sql"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import Database from "better-sqlite3"
+import { Effect, Schema } from "effect"
 
 // better-sqlite3 itself, for the one place that needs it without @effect/sql in between: the tick
 // write path (TickWriter.ts), where a batch is a handful of statements run synchronously in one
@@ -37,3 +40,24 @@ export const openRaw = (filename: string, busyTimeoutMs: number): RawDb => {
     throw e
   }
 }
+
+/**
+ * A writer's own connection to the store's file (scoped: closed with it), with the same busy timeout
+ * as the store's first connection (BUSY_TIMEOUT_MS in Sql.ts). `what` names it in the failure.
+ */
+export const writerConnection = (what: string) =>
+  Effect.gen(function* () {
+    const client = yield* SqliteClient.SqliteClient
+    const sql = yield* SqlClient.SqlClient
+    const [{ timeout }] = yield* sql`PRAGMA busy_timeout`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ timeout: Schema.Number })))),
+      Effect.orDie
+    )
+    return yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => openRaw(client.config.filename, timeout),
+        catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to open ${what}` })
+      }),
+      (db) => Effect.sync(() => db.close())
+    ).pipe(Effect.orDie)
+  })

@@ -1,9 +1,8 @@
-import { SqlClient, SqlError } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Clock, Effect, Schema } from "effect"
+import { SqlError } from "@effect/sql"
+import { Clock, Effect } from "effect"
 import type { Tick } from "../domain/Ticker.js"
 import { isoInstant } from "../domain/Time.js"
-import { openRaw } from "./RawSqlite.js"
+import { writerConnection } from "./RawSqlite.js"
 import { makeTickMerge } from "./TickCandles.js"
 
 /**
@@ -15,18 +14,7 @@ import { makeTickMerge } from "./TickCandles.js"
  */
 export class TickWriter extends Effect.Service<TickWriter>()("store/TickWriter", {
   scoped: Effect.gen(function* () {
-    const client = yield* SqliteClient.SqliteClient
-    const sql = yield* SqlClient.SqlClient
-    const filename = client.config.filename
-    // The same busy timeout as the first connection (see BUSY_TIMEOUT_MS in Sql.ts).
-    const [{ timeout }] = yield* sql`PRAGMA busy_timeout`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ timeout: Schema.Number })))),
-      Effect.orDie
-    )
-    const db = yield* Effect.acquireRelease(
-      Effect.try({ try: () => openRaw(filename, timeout), catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to open the tick store" }) }),
-      (db) => Effect.sync(() => db.close())
-    ).pipe(Effect.orDie)
+    const db = yield* writerConnection("the tick store")
 
     const insertTick = db.prepare(
       `INSERT INTO ticks (symbol, ts_us, timestamp_utc, last_price, price_change_percent, volume, source, event_time, ingested_at)

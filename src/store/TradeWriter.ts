@@ -1,9 +1,8 @@
 import { SqlClient, SqlError } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Clock, Effect, Schema } from "effect"
 import type { Trade } from "../domain/Trade.js"
 import { isoInstant } from "../domain/Time.js"
-import { openRaw } from "./RawSqlite.js"
+import { writerConnection } from "./RawSqlite.js"
 
 /** A range of aggregate trade ids of one symbol, both ends included. */
 export interface TradeGap {
@@ -73,18 +72,8 @@ const CountRow = Schema.Struct({ n: Schema.Number })
  */
 export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWriter", {
   scoped: Effect.gen(function* () {
-    const client = yield* SqliteClient.SqliteClient
     const sql = yield* SqlClient.SqlClient
-    const filename = client.config.filename
-    // The same busy timeout as the first connection (see BUSY_TIMEOUT_MS in Sql.ts).
-    const [{ timeout }] = yield* sql`PRAGMA busy_timeout`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ timeout: Schema.Number })))),
-      Effect.orDie
-    )
-    const db = yield* Effect.acquireRelease(
-      Effect.try({ try: () => openRaw(filename, timeout), catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to open the trade store" }) }),
-      (db) => Effect.sync(() => db.close())
-    ).pipe(Effect.orDie)
+    const db = yield* writerConnection("the trade store")
 
     const maxId = db.prepare("SELECT MAX(agg_trade_id) AS max FROM trades WHERE symbol = ?")
     const insertTrade = db.prepare(

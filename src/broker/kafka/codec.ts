@@ -30,18 +30,21 @@ const isInstant = (u: unknown): u is string => typeof u === "string" && parseIns
  * The Tick of a document that is a valid contract event, checked field by field with the schema's own
  * patterns and the instant parsed once; undefined for anything else (the schema then says why).
  */
-const fastTick = (text: string): Tick | undefined => {
+/** The JSON object a message holds, or undefined when it holds anything else. */
+export const jsonObject = (text: string): Readonly<Record<string, unknown>> | undefined => {
   let doc: unknown
   try {
     doc = JSON.parse(text)
   } catch {
     return undefined
   }
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return undefined
-  const { timestamp_utc, symbol, lastPrice, priceChangePercent, volume, source, event_time } = doc as Record<
-    string,
-    unknown
-  >
+  return typeof doc === "object" && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>) : undefined
+}
+
+const fastTick = (text: string): Tick | undefined => {
+  const doc = jsonObject(text)
+  if (doc === undefined) return undefined
+  const { timestamp_utc, symbol, lastPrice, priceChangePercent, volume, source, event_time } = doc
   if (typeof timestamp_utc !== "string") return undefined
   const tsMicros = parseInstantMicros(timestamp_utc)
   if (tsMicros === undefined) return undefined

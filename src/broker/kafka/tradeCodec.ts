@@ -1,7 +1,7 @@
 import { Either, Schema } from "effect"
 import { decimalPattern, parseInstantMicros, symbolPattern, type TickerSymbol } from "../../domain/Ticker.js"
 import { fromTradeEvent, type Trade, TradeEventJson, type TradeSource, TradeSources, tradeJson } from "../../domain/Trade.js"
-import { reasonOf, type TopicCodec } from "./codec.js"
+import { jsonObject, reasonOf, type TopicCodec } from "./codec.js"
 
 /** The trades contract's version, in every message's headers like the ticks' CONTRACT_VERSION. */
 export const TRADE_CONTRACT_VERSION = "1"
@@ -16,15 +16,9 @@ const sources: ReadonlyArray<unknown> = TradeSources
  * Extra fields are ignored, as the schema ignores them.
  */
 const fastTrade = (text: string): Trade | undefined => {
-  let doc: unknown
-  try {
-    doc = JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  if (typeof doc !== "object" || doc === null || Array.isArray(doc)) return undefined
-  const { symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time, is_buyer_maker, source } =
-    doc as Record<string, unknown>
+  const doc = jsonObject(text)
+  if (doc === undefined) return undefined
+  const { symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time, is_buyer_maker, source } = doc
   if (typeof symbol !== "string" || !symbolPattern.test(symbol)) return undefined
   if (!isId(agg_trade_id) || !isId(first_trade_id) || !isId(last_trade_id)) return undefined
   if (!isDecimal(price) || !isDecimal(quantity)) return undefined
