@@ -19,6 +19,8 @@ import { TickRepo } from "../store/TickRepo.js"
 import { bucketStart, candlesJson, intervalMs } from "../domain/Candles.js"
 import { Api, BadRange, CANDLES_MAX, encodeCursor, FeatureJson } from "./Api.js"
 import { SystemLive } from "./HealthHttp.js"
+import { DashboardLive } from "../web/Dashboard.js"
+import { HttpMetricsLive } from "./HttpMetrics.js"
 import { KnownSymbols } from "./KnownSymbols.js"
 import { AggTradesLive, CoverageLive, etagMatches, tradesCsvHandler } from "./TradesHttp.js"
 
@@ -191,6 +193,8 @@ export const httpServer = <A, E, R>(
     // no span per request: the platform exports no traces, and tracing costs a fifth of a small request
     HttpMiddleware.withTracerDisabledWhen(() => true),
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+    Layer.provide(DashboardLive),
+    Layer.provide(HttpMetricsLive),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(SecurityLive),
     Layer.provide(ClientErrorsLive),
