@@ -1,57 +1,32 @@
-import { HttpClient } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, ManagedRuntime, Option } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
-import { httpServer } from "../src/api/Http.js"
+import { Effect, Option } from "effect"
 import { coverage, mergeRanges, subtractRanges } from "../src/bi/Coverage.js"
-import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import type { TickerSymbol } from "../src/domain/Ticker.js"
+import { TRADE_WS_SOURCE } from "../src/domain/Trade.js"
 import { TradeRepo } from "../src/store/TradeRepo.js"
+import { tradesApiRuntime } from "./support/apiRuntime.js"
+import { insertTrades as storeTrades } from "./support/trades.js"
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "coverage-test-"))
-const dbFile = path.join(dir, "app.db")
-
-const runtime = ManagedRuntime.make(
-  Layer.merge(httpServer(NodeHttpServer.layerTest), TradeRepo.Default).pipe(
-    Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
-    Layer.provideMerge(sqliteLayer(dbFile)),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
-  )
-)
-const run = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient | SqlClient.SqlClient | TradeRepo>) => runtime.runPromise(effect)
-const get = (url: string) =>
-  run(
-    Effect.gen(function* () {
-      const res = yield* (yield* HttpClient.HttpClient).get(url)
-      const text = yield* res.text
-      return { status: res.status, text, json: () => JSON.parse(text) }
-    }).pipe(Effect.scoped)
-  )
+const { run, get, dispose } = tradesApiRuntime("coverage-test-")
 
 const ms = (iso: string) => Date.parse(iso)
 const MINUTE = 60_000
 
 /** Trades by id and instant (ms), stored with plain SQL as the trade writer stores them. */
 const insertTrades = (symbol: string, trades: ReadonlyArray<readonly [id: number, atMs: number]>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql`INSERT INTO trades ${sql.insert(
-      trades.map(([id, at]) => ({
-        symbol,
-        agg_trade_id: id,
-        price: "100.00000000",
-        quantity: "1.00000000",
-        first_trade_id: id,
-        last_trade_id: id,
-        trade_time_us: at * 1000,
-        is_buyer_maker: 0,
-        source: "binance_ws_aggTrade"
-      }))
-    )}`
+  storeTrades(
+    trades.map(([id, at]) => ({
+      symbol: symbol as TickerSymbol,
+      id,
+      price: "100.00000000",
+      quantity: "1.00000000",
+      firstTradeId: id,
+      lastTradeId: id,
+      timeMicros: at * 1000,
+      isBuyerMaker: false,
+      source: TRADE_WS_SOURCE
+    }))
   )
 
 /** 1m candles opening at each of `opens`: klines unless told otherwise. */
@@ -119,10 +94,7 @@ beforeAll(async () => {
     ], { discard: true })
   )
 }, 60_000)
-afterAll(async () => {
-  await runtime.dispose()
-  fs.rmSync(dir, { recursive: true, force: true })
-})
+afterAll(dispose)
 
 const report = (symbol: string, days: number, at = now) =>
   run(Effect.flatMap(TradeRepo, (repo) => coverage(repo, symbol, days, at))).then(Option.getOrThrow)

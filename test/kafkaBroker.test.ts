@@ -4,14 +4,14 @@ import { inject } from "vitest"
 import type { Broker, Delivery } from "../src/broker/Broker.js"
 import { deadLetteredTotal, dlqTopic } from "../src/broker/kafka/KafkaBroker.js"
 import { CONTRACT_VERSION, TickerEventJson } from "../src/domain/Ticker.js"
+import { ackHalfThenRestart, take, takeUntilSeen } from "./support/deliveries.js"
 import {
+  allCommitted,
   brokerEnv,
-  committedOffsets,
-  endOffsets,
   makeEvent,
   makeTick,
   partitionCount,
-  produceRaw,
+  produceAmidPoison,
   readAll,
   startBroker,
   uniqueGroup,
@@ -49,42 +49,6 @@ const publishSymbols = (broker: Context.Tag.Service<Broker>, from: number, to: n
   )
 const decode = Schema.decodeUnknownEither(TickerEventJson)
 const encode = Schema.encodeSync(TickerEventJson)
-
-/** `n` deliveries from `stream`, or the test dies after `seconds`. */
-const take = (stream: Stream.Stream<Delivery, unknown>, n: number, seconds = 30) =>
-  stream.pipe(
-    Stream.take(n),
-    Stream.runCollect,
-    Effect.map(Chunk.toReadonlyArray),
-    Effect.timeoutFail({
-      duration: `${seconds} seconds`,
-      onTimeout: () => new Error(`fewer than ${n} deliveries in ${seconds} s`)
-    }),
-    Effect.orDie
-  )
-
-/** Consumes `stream` until every key in `wanted` was delivered; returns all deliveries seen until then. */
-const takeUntilSeen = (stream: Stream.Stream<Delivery, unknown>, wanted: ReadonlyArray<string>, seconds = 30) =>
-  Effect.suspend(() => {
-    const missing = new Set(wanted)
-    return stream.pipe(
-      Stream.tap((d) => Effect.sync(() => missing.delete(keyOf(d)))),
-      Stream.takeUntil(() => missing.size === 0),
-      Stream.runCollect,
-      Effect.map(Chunk.toReadonlyArray),
-      Effect.timeoutFail({
-        duration: `${seconds} seconds`,
-        onTimeout: () => new Error(`not delivered within ${seconds} s: ${[...missing].slice(0, 5).join(", ")}…`)
-      }),
-      Effect.orDie
-    )
-  })
-
-/** The group's committed offset has reached the end of every partition that holds data. */
-const allCommitted = (group: string, topic: string) =>
-  Effect.zipWith(endOffsets(topic), committedOffsets(group, topic), (ends, committed) =>
-    [...ends].every(([partition, end]) => end === 0 || committed.get(partition) === end)
-  )
 
 // The tests share one broker but nothing else (a topic and a group each), so they run concurrently: the
 // restart test alone spends ~20 s waiting on a broker of its own.
@@ -192,18 +156,10 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
       Effect.gen(function* () {
         const topic = uniqueTopic()
         const env = brokerEnv(topic, { CONSUMER_GROUP_ID: uniqueGroup() })
-        const first = yield* startBroker(env)
-        for (let i = 0; i < 40; i++) yield* first.broker.publish(SYMBOLS.map((s) => makeTick(s, i)))
-        const received = yield* take(first.broker.subscribe, 120)
-        const half = received.slice(0, 60)
-        yield* first.broker.acknowledge(half)
-        yield* first.broker.close
-        yield* first.stop
-
-        const acked = new Set(half.map(keyOf))
-        const rest = received.slice(60).map(keyOf)
-        const second = yield* startBroker(env)
-        const again = yield* takeUntilSeen(second.broker.subscribe, rest)
+        const consumer = Effect.map(startBroker(env), ({ broker, stop }) => ({ channel: broker, stop }))
+        const first = yield* consumer
+        for (let i = 0; i < 40; i++) yield* first.channel.publish(SYMBOLS.map((s) => makeTick(s, i)))
+        const { acked, again } = yield* ackHalfThenRestart(first, consumer, keyOf, 120)
         const redelivered = again.map(keyOf).filter((k) => acked.has(k))
         assert.deepStrictEqual(redelivered, [])
       }),
@@ -233,17 +189,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
           { key: "ETHUSDT", value: JSON.stringify({ ...makeEvent("ETHUSDT", 98), lastPrice: 68000.5 }) }
         ]
         // Poison between valid messages, and last in ETHUSDT's partition (nothing after it to carry its commit).
-        yield* produceRaw(topic, [
-          good("BTCUSDT", 0),
-          poison[0]!,
-          good("BTCUSDT", 1),
-          poison[1]!,
-          poison[2]!,
-          good("BTCUSDT", 2),
-          good("ETHUSDT", 0),
-          good("ETHUSDT", 1),
-          poison[3]!
-        ])
+        yield* produceAmidPoison(topic, good, poison)
 
         const received = yield* take(first.broker.subscribe, 5)
         assert.sameMembers(received.map(keyOf), ["BTCUSDT#0", "BTCUSDT#1", "BTCUSDT#2", "ETHUSDT#0", "ETHUSDT#1"])
@@ -307,7 +253,7 @@ describe.concurrent("KafkaBroker against a real Kafka", () => {
         const rest = all.map((t) => `${t.symbol}#${t.event.volume}`).filter((k) => !delivered.has(k))
         if (rest.length > 0) {
           const second = yield* startBroker(env)
-          const again = yield* takeUntilSeen(second.broker.subscribe, rest)
+          const again = yield* takeUntilSeen(second.broker.subscribe, keyOf, rest)
           assert.deepStrictEqual(again.map(keyOf).filter((k) => delivered.has(k)), [])
         }
       }),

@@ -1,11 +1,9 @@
-import { Effect, type Scope } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { committedOffsets, endOffsets, kafkaBootstrap, uniqueGroup, uniqueTopic } from "./support/kafka.js"
-import { mainJs, type RunningMain, runMain, waitFor } from "./support/process.js"
+import { beforeAll, describe, expect, it } from "vitest"
+import { committedOffsets, endOffsets, kafkaBootstrap, runScoped, sumOf, uniqueGroup, uniqueTopic } from "./support/kafka.js"
+import { type RunningMain, runMain, waitFor } from "./support/process.js"
 import { identityOf, rawLineCount, readRawLog, type SimDays, writeSimDays } from "./support/simDays.js"
+import { logMessages, useScratch } from "./support/simRun.js"
 import { query, tickCount } from "./support/sqlite.js"
 
 /**
@@ -26,45 +24,22 @@ const SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "LTCUSDT"]
 /** Kill the consumer once the stored rows passed each of these shares of TOTAL. */
 const KILL_AT = [0.15, 0.3, 0.45, 0.6, 0.75]
 
-let dir: string
+const scratch = useScratch("kafka-faults-")
 let generated: SimDays
-const running: Array<RunningMain> = []
 
 beforeAll(() => {
-  if (!fs.existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does it first)")
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "kafka-faults-"))
   generated = writeSimDays(
-    path.join(dir, "recording"),
+    path.join(scratch.dir, "recording"),
     { seed: 8, eventsPerSecond: 20, symbols: SYMBOLS, startMicros: Date.UTC(2026, 2, 1, 23, 0, 0) * 1000 },
     TOTAL
   )
 })
-afterAll(() => {
-  for (const p of running) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL")
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-
-const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Effect.scoped(effect))
 
 const role = (name: string, env: Record<string, string>) => {
   const p = runMain([`--role=${name}`], { BROKER_MODE: "kafka", KAFKA_BOOTSTRAP_SERVERS: kafkaBootstrap(), HOST: "127.0.0.1", ...env })
-  running.push(p)
+  scratch.running.push(p)
   return p
 }
-
-const messages = (p: RunningMain) =>
-  p
-    .output()
-    .split("\n")
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as { message: string; logLevel: string }]
-      } catch {
-        return []
-      }
-    })
-
-const sumOf = (m: ReadonlyMap<number, number>) => [...m.values()].reduce((a, b) => a + b, 0)
 
 /** What went wrong in the raw log, precisely: unparseable lines, duplicated and missing identities. */
 const rawLogReport = (rawDir: string) => {
@@ -117,8 +92,8 @@ describe("Kafka faults that must still hold", () => {
 
     const topic = uniqueTopic()
     const group = uniqueGroup()
-    const db = path.join(dir, "store", "app.db")
-    const rawDir = path.join(dir, "store", "raw")
+    const db = path.join(scratch.dir, "store", "app.db")
+    const rawDir = path.join(scratch.dir, "store", "raw")
     const consumerEnv = { TOPIC_NAME: topic, CONSUMER_GROUP_ID: group, STORAGE_PATH: db, RAW_DIR: rawDir }
     const consumers: Array<RunningMain> = []
     const startConsumer = () => {
@@ -134,9 +109,9 @@ describe("Kafka faults that must still hold", () => {
     const producer = role("producer", {
       TOPIC_NAME: topic,
       SOURCE: "replay",
-      REPLAY_DIR: path.join(dir, "recording"),
+      REPLAY_DIR: path.join(scratch.dir, "recording"),
       REPLAY_SPEED: "0",
-      STORAGE_PATH: path.join(dir, "producer", "app.db")
+      STORAGE_PATH: path.join(scratch.dir, "producer", "app.db")
     })
     let consumer = startConsumer()
 
@@ -162,14 +137,14 @@ describe("Kafka faults that must still hold", () => {
 
     // The producer published the whole recording, once: the topic holds exactly TOTAL messages.
     await waitFor(
-      () => (messages(producer).some((m) => m.message.startsWith("replay finished:")) ? true : undefined),
+      () => (logMessages(producer).some((m) => m.message.startsWith("replay finished:")) ? true : undefined),
       60_000,
       "the replay to finish"
     )
-    expect(messages(producer).filter((m) => /^replay (finished|stopped)/.test(m.message)).map((m) => m.message)).toEqual([
+    expect(logMessages(producer).filter((m) => /^replay (finished|stopped)/.test(m.message)).map((m) => m.message)).toEqual([
       `replay finished: ${TOTAL} event(s) published, 0 malformed line(s) skipped, 2 file(s) read`
     ])
-    await waitFor(async () => ((await run(endOffsets(topic)).then(sumOf)) === TOTAL ? true : undefined), 30_000, `${TOTAL} messages on the topic`)
+    await waitFor(async () => ((await runScoped(endOffsets(topic)).then(sumOf)) === TOTAL ? true : undefined), 30_000, `${TOTAL} messages on the topic`)
     producer.child.kill("SIGTERM")
     expect(await producer.exited, producer.output().slice(-3000)).toBe(0)
 
@@ -183,9 +158,9 @@ describe("Kafka faults that must still hold", () => {
     consumer.child.kill("SIGTERM")
     expect(await consumer.exited, consumer.output().slice(-3000)).toBe(0)
     // Stopped cleanly, the group has committed everything it stored: nothing is left to deliver again.
-    const ends = await run(endOffsets(topic))
+    const ends = await runScoped(endOffsets(topic))
     expect(Object.fromEntries(ends)).toEqual({ 0: 25_000, 1: 25_000, 2: 50_000 }) // every partition in play
-    expect(await run(committedOffsets(group, topic))).toEqual(ends)
+    expect(await runScoped(committedOffsets(group, topic))).toEqual(ends)
 
     // SQLite: exactly TOTAL rows, one per generated identity, with the recorded values.
     expect(tickCount(db)).toBe(TOTAL)

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Either, Exit, Fiber, Layer, Metric, Schema, Scope, Stream } from "effect"
+import { Context, Effect, Either, Exit, Fiber, Layer, Metric, Schema, Scope, Stream } from "effect"
 import { randomBytes } from "node:crypto"
 import { BarBroker, Broker, type Channel, type Delivery, TradeBroker } from "../src/broker/Broker.js"
 import {
@@ -15,7 +15,8 @@ import type { TickerSymbol } from "../src/domain/Ticker.js"
 import { type Trade, TRADE_WS_SOURCE, TradeEventJson, tradeJson } from "../src/domain/Trade.js"
 import { Health } from "../src/status/Health.js"
 import { withEnv } from "./support/effect.js"
-import { committedOffsets, endOffsets, kafkaBootstrap, makeTick, produceRaw, readAll, waitFor } from "./support/kafka.js"
+import { ackHalfThenRestart, take } from "./support/deliveries.js"
+import { allCommitted, committedOffsets, kafkaBootstrap, makeTick, produceAmidPoison, readAll, waitFor } from "./support/kafka.js"
 
 const SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"] as const
 const BASE_ID = 3_000_000_000
@@ -88,35 +89,6 @@ const startTrades = (env: Record<string, string>) =>
   })
 
 const keyOf = (d: Delivery<Trade>) => `${d.value.symbol}#${d.value.id}`
-
-/** `n` deliveries from `stream`, or the test dies after `seconds`. */
-const take = <A>(stream: Stream.Stream<Delivery<A>, unknown>, n: number, seconds = 30) =>
-  stream.pipe(
-    Stream.take(n),
-    Stream.runCollect,
-    Effect.map(Chunk.toReadonlyArray),
-    Effect.timeoutFail({ duration: `${seconds} seconds`, onTimeout: () => new Error(`fewer than ${n} deliveries in ${seconds} s`) }),
-    Effect.orDie
-  )
-
-/** Consumes until every key in `wanted` was delivered; all deliveries seen until then. */
-const takeUntilSeen = (stream: Stream.Stream<Delivery<Trade>, unknown>, wanted: ReadonlyArray<string>, seconds = 30) =>
-  Effect.suspend(() => {
-    const missing = new Set(wanted)
-    return stream.pipe(
-      Stream.tap((d) => Effect.sync(() => missing.delete(keyOf(d)))),
-      Stream.takeUntil(() => missing.size === 0),
-      Stream.runCollect,
-      Effect.map(Chunk.toReadonlyArray),
-      Effect.timeoutFail({ duration: `${seconds} seconds`, onTimeout: () => new Error(`not delivered within ${seconds} s`) }),
-      Effect.orDie
-    )
-  })
-
-const allCommitted = (group: string, topic: string) =>
-  Effect.zipWith(endOffsets(topic), committedOffsets(group, topic), (ends, committed) =>
-    [...ends].every(([partition, end]) => end === 0 || committed.get(partition) === end)
-  )
 
 const publishRounds = (trades: Channel<Trade>, from: number, to: number) =>
   Effect.forEach(
@@ -204,17 +176,7 @@ describe.concurrent("Kafka trades and bars topics against a real Kafka", () => {
           { key: "ETHUSDT", value: tradeJson(makeTrade("ETHUSDT", 7)).replace(TRADE_WS_SOURCE, "somewhere") }
         ]
         // Poison between valid messages, and last in ETHUSDT's partition (nothing after it carries its commit).
-        yield* produceRaw(topic, [
-          good("BTCUSDT", 0),
-          poison[0]!,
-          good("BTCUSDT", 1),
-          poison[1]!,
-          poison[2]!,
-          good("BTCUSDT", 2),
-          good("ETHUSDT", 0),
-          good("ETHUSDT", 1),
-          poison[3]!
-        ])
+        yield* produceAmidPoison(topic, good, poison)
         const received = yield* take(first.trades.subscribe, 5)
         assert.sameMembers(received.map(keyOf), [0, 1, 2].map((i) => `BTCUSDT#${BASE_ID + i}`).concat([0, 1].map((i) => `ETHUSDT#${BASE_ID + i}`)))
         yield* first.trades.acknowledge(received)
@@ -250,18 +212,10 @@ describe.concurrent("Kafka trades and bars topics against a real Kafka", () => {
     () =>
       Effect.gen(function* () {
         const env = channelEnv()
-        const first = yield* startTrades(env)
-        yield* publishRounds(first.trades, 0, 40)
-        const received = yield* take(first.trades.subscribe, 120)
-        const half = received.slice(0, 60)
-        yield* first.trades.acknowledge(half)
-        yield* first.trades.close
-        yield* first.stop
-
-        const acked = new Set(half.map(keyOf))
-        const rest = received.slice(60).map(keyOf)
-        const second = yield* startTrades(env)
-        const again = yield* takeUntilSeen(second.trades.subscribe, rest)
+        const consumer = Effect.map(startTrades(env), ({ trades, stop }) => ({ channel: trades, stop }))
+        const first = yield* consumer
+        yield* publishRounds(first.channel, 0, 40)
+        const { acked, again } = yield* ackHalfThenRestart(first, consumer, keyOf, 120)
         assert.deepStrictEqual(again.map(keyOf).filter((k) => acked.has(k)), [])
         // and per symbol, what comes again comes in id order
         for (const symbol of SYMBOLS) {

@@ -1,15 +1,14 @@
-import { Effect, type Scope } from "effect"
 import { randomBytes } from "node:crypto"
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeSimTrades } from "../src/domain/SimTrades.js"
+import { describe, expect, it } from "vitest"
 import type { TickerSymbol } from "../src/domain/Ticker.js"
-import { type Trade, tradeJson } from "../src/domain/Trade.js"
-import { committedOffsets, endOffsets, kafkaBootstrap } from "./support/kafka.js"
-import { mainJs, type RunningMain, runMain, waitFor } from "./support/process.js"
+import { tradeJson } from "../src/domain/Trade.js"
+import { committedOffsets, endOffsets, kafkaBootstrap, runScoped, sumOf } from "./support/kafka.js"
+import { type RunningMain, runMain, waitFor } from "./support/process.js"
+import { simTrades } from "./support/sim.js"
+import { logMessages, rawTradeLines, tradeCount, useScratch } from "./support/simRun.js"
 import { query } from "./support/sqlite.js"
+import { bySymbolThenId, tradeRow } from "./support/trades.js"
 
 /**
  * Issue 10, "In Kafka mode, the trades topic gets the same tests as the prices topic": simulated
@@ -26,49 +25,7 @@ const KILL_AT = [0.2, 0.45, 0.7]
 /** Not Binance: nothing may be fetched from it. */
 const NO_BINANCE = "http://127.0.0.1:9"
 
-let dir: string
-const running: Array<RunningMain> = []
-beforeAll(() => {
-  if (!fs.existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does it first)")
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "kafka-trades-faults-"))
-})
-afterAll(() => {
-  for (const p of running) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL")
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-
-const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Effect.scoped(effect))
-const sumOf = (m: ReadonlyMap<number, number>) => [...m.values()].reduce((a, b) => a + b, 0)
-const messages = (p: RunningMain) =>
-  p
-    .output()
-    .split("\n")
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as { message: string; logLevel: string }]
-      } catch {
-        return []
-      }
-    })
-
-const tradeCount = (db: string): number => {
-  try {
-    return Number(query(db, "SELECT COUNT(*) AS n FROM trades")[0]!.n)
-  } catch {
-    return 0
-  }
-}
-
-/** Every line of the trades raw log (`RAW_DIR/trades/*.jsonl`). */
-const rawTradeLines = (rawDir: string): Array<string> => {
-  const tradesDir = path.join(rawDir, "trades")
-  if (!fs.existsSync(tradesDir)) return []
-  return fs
-    .readdirSync(tradesDir)
-    .filter((f) => f.endsWith(".jsonl"))
-    .sort()
-    .flatMap((f) => fs.readFileSync(path.join(tradesDir, f), "utf8").split("\n").filter((l) => l !== ""))
-}
+const scratch = useScratch("kafka-trades-faults-")
 
 describe("Kafka trades faults that must still hold", () => {
   it("simulated trades through Kafka, the consumer SIGKILLed 3 times while storing: every published trade stored once, none missing", async () => {
@@ -82,11 +39,11 @@ describe("Kafka trades faults that must still hold", () => {
     const common = { BROKER_MODE: "kafka", KAFKA_BOOTSTRAP_SERVERS: kafkaBootstrap(), HOST: "127.0.0.1", BINANCE_BASE_URL: NO_BINANCE, SYMBOLS: SYMBOLS.join(","), ...topics }
     const startMs = Math.floor(Date.now() / 1000) * 1000
     const simStart = new Date(startMs).toISOString()
-    const db = path.join(dir, "store", "app.db")
-    const rawDir = path.join(dir, "store", "raw")
+    const db = path.join(scratch.dir, "store", "app.db")
+    const rawDir = path.join(scratch.dir, "store", "raw")
     const role = (name: string, env: Record<string, string>) => {
       const p = runMain([`--role=${name}`], { ...common, ...env })
-      running.push(p)
+      scratch.running.push(p)
       return p
     }
     const producer = role("producer", {
@@ -95,7 +52,7 @@ describe("Kafka trades faults that must still hold", () => {
       SIM_START: simStart,
       SIM_EVENTS_PER_SECOND: "10",
       SIM_TRADES_PER_SECOND: String(TRADES_PER_SECOND),
-      STORAGE_PATH: path.join(dir, "producer", "app.db")
+      STORAGE_PATH: path.join(scratch.dir, "producer", "app.db")
     })
     const consumers: Array<RunningMain> = []
     const startConsumer = () => {
@@ -121,14 +78,14 @@ describe("Kafka trades faults that must still hold", () => {
     }
 
     // The producer stops once the topic holds TARGET trades; what it published is on the topic, once.
-    await waitFor(async () => ((await run(endOffsets(topics.TRADES_TOPIC_NAME)).then(sumOf)) >= TARGET ? true : undefined), 60_000, `${TARGET} trades on the topic`)
+    await waitFor(async () => ((await runScoped(endOffsets(topics.TRADES_TOPIC_NAME)).then(sumOf)) >= TARGET ? true : undefined), 60_000, `${TARGET} trades on the topic`)
     producer.child.kill("SIGTERM")
     expect(await producer.exited, producer.output().slice(-3000)).toBe(0)
-    const stopped = messages(producer).filter((m) => m.message.startsWith("sim stopped after publishing"))
+    const stopped = logMessages(producer).filter((m) => m.message.startsWith("sim stopped after publishing"))
     expect(stopped.length, producer.output().slice(-3000)).toBe(1)
     const published = Number(/ and (\d+) trade\(s\)/.exec(stopped[0]!.message)?.[1])
     expect(published).toBeGreaterThanOrEqual(TARGET)
-    expect(await run(endOffsets(topics.TRADES_TOPIC_NAME)).then(sumOf)).toBe(published)
+    expect(await runScoped(endOffsets(topics.TRADES_TOPIC_NAME)).then(sumOf)).toBe(published)
 
     await waitFor(() => (tradeCount(db) >= published ? true : undefined), 90_000, `${published} trades stored`).catch((e: Error) => {
       throw new Error(`${e.message} (stored ${tradeCount(db)})\n${logs()}`)
@@ -141,32 +98,21 @@ describe("Kafka trades faults that must still hold", () => {
       expect(rows).toBeLessThan(published)
     })
     // stopped cleanly, the trades group committed everything it stored
-    const ends = await run(endOffsets(topics.TRADES_TOPIC_NAME))
-    expect(await run(committedOffsets(`${topics.CONSUMER_GROUP_ID}.trades`, topics.TRADES_TOPIC_NAME))).toEqual(ends)
+    const ends = await runScoped(endOffsets(topics.TRADES_TOPIC_NAME))
+    expect(await runScoped(committedOffsets(`${topics.CONSUMER_GROUP_ID}.trades`, topics.TRADES_TOPIC_NAME))).toEqual(ends)
 
     // Exactly the generator's first `published` trades: per symbol, consecutive ids, each once, same values.
-    const generated = makeSimTrades(
+    const generated = simTrades(
       { seed: 10, eventsPerSecond: 10, symbols: SYMBOLS as Array<TickerSymbol>, startMicros: startMs * 1000 },
-      TRADES_PER_SECOND
-    ).takeDue(Number.MAX_SAFE_INTEGER, published)
+      TRADES_PER_SECOND,
+      published
+    )
     const rows = query(
       db,
       "SELECT symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time_us, is_buyer_maker, source FROM trades ORDER BY symbol, agg_trade_id"
     )
     expect(rows.length).toBe(published)
-    const expected = [...generated]
-      .sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.id - b.id))
-      .map((t: Trade) => ({
-        symbol: t.symbol,
-        agg_trade_id: t.id,
-        price: t.price,
-        quantity: t.quantity,
-        first_trade_id: t.firstTradeId,
-        last_trade_id: t.lastTradeId,
-        trade_time_us: t.timeMicros,
-        is_buyer_maker: t.isBuyerMaker ? 1 : 0,
-        source: t.source
-      }))
+    const expected = [...generated].sort(bySymbolThenId).map(tradeRow)
     const normalised = rows.map((r) => ({ ...r, symbol: String(r.symbol), agg_trade_id: Number(r.agg_trade_id), first_trade_id: Number(r.first_trade_id), last_trade_id: Number(r.last_trade_id), trade_time_us: Number(r.trade_time_us), is_buyer_maker: Number(r.is_buyer_maker) }))
     expect(normalised.slice(0, 3)).toEqual(expected.slice(0, 3))
     expect(normalised).toEqual(expected)
@@ -180,6 +126,6 @@ describe("Kafka trades faults that must still hold", () => {
     expect(lines.length).toBe(published)
     expect(new Set(lines).size).toBe(published)
     expect(new Set(lines)).toEqual(new Set(generated.map(tradeJson)))
-    expect(messages(consumer).filter((m) => m.logLevel === "FATAL")).toEqual([])
+    expect(logMessages(consumer).filter((m) => m.logLevel === "FATAL")).toEqual([])
   }, 240_000)
 })

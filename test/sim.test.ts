@@ -17,23 +17,14 @@ import {
   type Tick,
   TickerEvent,
   TickerEventJson,
-  type TickerSymbol,
   toTick
 } from "../src/domain/Ticker.js"
 import { MarketSource } from "../src/market/MarketSource.js"
 import { makeSimSource, runSim, SIM_MAX_BATCH, SimSourceLive } from "../src/market/SimSource.js"
 import { Health } from "../src/status/Health.js"
 import { withEnv } from "./support/effect.js"
+import { SIM_START, simSettings, sym } from "./support/sim.js"
 
-const sym = (s: string) => s as TickerSymbol
-const START = Date.UTC(2026, 0, 15, 14, 3, 22) * 1000
-const settings = (over: Partial<SimSettings> = {}): SimSettings => ({
-  seed: 42,
-  eventsPerSecond: 10,
-  symbols: [sym("BTCUSDT"), sym("ETHUSDT")],
-  startMicros: START,
-  ...over
-})
 const take = (s: SimSettings, n: number) => makeSimMarket(s).takeDue(Number.MAX_SAFE_INTEGER, n)
 
 const isEvent = Schema.is(TickerEvent)
@@ -41,10 +32,10 @@ const decodeJson = Schema.decodeUnknownEither(TickerEventJson)
 
 describe("simulated market (pure)", () => {
   it("is deterministic: the same seed, settings and start give the same events; another seed does not", () => {
-    const a = take(settings(), 5_000)
-    const b = take(settings(), 5_000)
+    const a = take(simSettings(), 5_000)
+    const b = take(simSettings(), 5_000)
     assert.deepStrictEqual(a, b)
-    const c = take(settings({ seed: 43 }), 5_000)
+    const c = take(simSettings({ seed: 43 }), 5_000)
     assert.deepStrictEqual(
       c.map((t) => t.event.timestamp_utc),
       a.map((t) => t.event.timestamp_utc)
@@ -54,7 +45,7 @@ describe("simulated market (pure)", () => {
       a.map((t) => t.event.lastPrice)
     )
     // Taking the stream in other batch sizes changes nothing.
-    const market = makeSimMarket(settings())
+    const market = makeSimMarket(simSettings())
     const pieces: Array<Tick> = []
     while (pieces.length < 5_000) pieces.push(...market.takeDue(Number.MAX_SAFE_INTEGER, 333))
     assert.deepStrictEqual(pieces.slice(0, 5_000), a)
@@ -62,7 +53,7 @@ describe("simulated market (pure)", () => {
 
   it("produces contract events exactly: every field valid, decimals as strings, source simulated, Tick consistent", () => {
     // 100/s over 4 symbols for 300 s: crosses seconds and minutes; includes a symbol with a hashed profile.
-    const s = settings({ eventsPerSecond: 100, symbols: ["BTCUSDT", "ETHUSDT", "DOGEUSDT", "FOOBARUSDT"].map(sym) })
+    const s = simSettings({ eventsPerSecond: 100, symbols: ["BTCUSDT", "ETHUSDT", "DOGEUSDT", "FOOBARUSDT"].map(sym) })
     const ticks = take(s, 30_000)
     assert.strictEqual(ticks.length, 30_000)
     const last = new Map<string, number>()
@@ -74,7 +65,7 @@ describe("simulated market (pure)", () => {
       assert.strictEqual(e.source, SIMULATED_SOURCE)
       assert.strictEqual(e.symbol, s.symbols[k % 4])
       assert.match(e.timestamp_utc, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/)
-      assert.strictEqual(tick.tsMicros, START + offsetMicros(k, 100))
+      assert.strictEqual(tick.tsMicros, SIM_START + offsetMicros(k, 100))
       assert.strictEqual(e.timestamp_utc, formatInstantMicros(tick.tsMicros))
       assert.strictEqual(e.event_time, formatInstantMicros(Math.floor(tick.tsMicros / 1000) * 1000))
       assert.deepStrictEqual(toTick(e), tick)
@@ -84,12 +75,12 @@ describe("simulated market (pure)", () => {
   })
 
   it("places event k at start + k / rate with microsecond precision, strictly increasing", () => {
-    const ticks = take(settings({ eventsPerSecond: 3, symbols: [sym("BTCUSDT")] }), 7)
+    const ticks = take(simSettings({ eventsPerSecond: 3, symbols: [sym("BTCUSDT")] }), 7)
     assert.deepStrictEqual(
-      ticks.map((t) => t.tsMicros - START),
+      ticks.map((t) => t.tsMicros - SIM_START),
       [0, 333_333, 666_666, 1_000_000, 1_333_333, 1_666_666, 2_000_000]
     )
-    const fast = take(settings({ eventsPerSecond: 200_000, symbols: [sym("BTCUSDT")] }), 1_000)
+    const fast = take(simSettings({ eventsPerSecond: 200_000, symbols: [sym("BTCUSDT")] }), 1_000)
     for (let i = 1; i < fast.length; i++) assert.strictEqual(fast[i]!.tsMicros - fast[i - 1]!.tsMicros, 5)
     // exact for any k, where k * 10^6 would exceed 2^53
     const k = 6_300_000_000_000
@@ -100,7 +91,7 @@ describe("simulated market (pure)", () => {
   it("walks prices realistically: positive, on the symbol's tick size, within a plausible band", () => {
     const symbols = ["BTCUSDT", "ETHUSDT", "XRPUSDT", "PEPEUSDT", "ZZTOPUSDT"].map(sym)
     // 5 events/s over 5 symbols for ~11 hours of simulated time: 40,000 steps per symbol.
-    const ticks = take(settings({ eventsPerSecond: 5, symbols }), 200_000)
+    const ticks = take(simSettings({ eventsPerSecond: 5, symbols }), 200_000)
     for (const symbol of symbols) {
       const profile = profileOf(symbol)
       const mine = ticks.filter((t) => t.symbol === symbol)
@@ -137,7 +128,7 @@ describe("simulated market (pure)", () => {
 
   it("keeps per-event volatility near the annual volatility (returns scale with the time step)", () => {
     const rate = 1_000
-    const ticks = take(settings({ eventsPerSecond: rate, symbols: [sym("BTCUSDT")] }), 100_000)
+    const ticks = take(simSettings({ eventsPerSecond: rate, symbols: [sym("BTCUSDT")] }), 100_000)
     let sum = 0
     let sumSq = 0
     for (let i = 1; i < ticks.length; i++) {
@@ -155,7 +146,7 @@ describe("simulated market (pure)", () => {
 
   it("reports the 24 h change against the price 24 h earlier, and a rolling 24 h volume", () => {
     // one event per second for 25 hours
-    const ticks = take(settings({ eventsPerSecond: 1, symbols: [sym("ETHUSDT")] }), 90_000)
+    const ticks = take(simSettings({ eventsPerSecond: 1, symbols: [sym("ETHUSDT")] }), 90_000)
     const day = 86_400_000_000
     for (const i of [86_500, 87_000, 88_888, 89_999]) {
       const t = ticks[i]!
@@ -183,9 +174,9 @@ describe("simulated market (pure)", () => {
   })
 
   it("rejects impossible settings", () => {
-    assert.throws(() => makeSimMarket(settings({ symbols: [] })))
-    assert.throws(() => makeSimMarket(settings({ eventsPerSecond: 0 })))
-    assert.throws(() => makeSimMarket(settings({ eventsPerSecond: 2.5 })))
+    assert.throws(() => makeSimMarket(simSettings({ symbols: [] })))
+    assert.throws(() => makeSimMarket(simSettings({ eventsPerSecond: 0 })))
+    assert.throws(() => makeSimMarket(simSettings({ eventsPerSecond: 2.5 })))
   })
 })
 
@@ -214,13 +205,13 @@ describe("sim source (paced by the Clock)", () => {
     Effect.gen(function* () {
       const health = yield* Health
       const spy = makeSpy()
-      const market = makeSimMarket(settings({ eventsPerSecond: 10 }))
+      const market = makeSimMarket(simSettings({ eventsPerSecond: 10 }))
       const fiber = yield* Effect.fork(runSim(market, spy.publish, health))
       yield* tick(1_000)
       // events 0..10 are due at 0, 100, …, 1000 ms
       assert.include([10, 11], spy.count())
       assert.isTrue(spy.batches.every((b) => b.length === 1))
-      assert.deepStrictEqual(spy.all(), take(settings({ eventsPerSecond: 10 }), spy.count()))
+      assert.deepStrictEqual(spy.all(), take(simSettings({ eventsPerSecond: 10 }), spy.count()))
       assert.strictEqual((yield* health.producer).state, "up")
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(HealthLive))
@@ -230,7 +221,7 @@ describe("sim source (paced by the Clock)", () => {
     Effect.gen(function* () {
       const health = yield* Health
       const spy = makeSpy()
-      const fiber = yield* Effect.fork(runSim(makeSimMarket(settings({ eventsPerSecond: 1_000 })), spy.publish, health))
+      const fiber = yield* Effect.fork(runSim(makeSimMarket(simSettings({ eventsPerSecond: 1_000 })), spy.publish, health))
       yield* tick(2_000)
       assert.include([2_000, 2_001], spy.count())
       assert.isTrue(spy.batches.every((b) => b.length <= 51), `batch sizes ${spy.batches.map((b) => b.length).join(",")}`)
@@ -248,7 +239,7 @@ describe("sim source (paced by the Clock)", () => {
       // the first publish blocks until the gate opens: backpressure
       const publish = (ticks: ReadonlyArray<Tick>) =>
         Effect.zipRight(batches.length === 0 ? Deferred.await(gate) : Effect.void, Effect.sync(() => void batches.push(ticks)))
-      const s = settings({ eventsPerSecond: 200_000 })
+      const s = simSettings({ eventsPerSecond: 200_000 })
       const fiber = yield* Effect.fork(runSim(makeSimMarket(s), publish, health))
       yield* tick(2_000, 50) // 2 s pass while the first publish waits
       assert.strictEqual(batches.length, 0)
@@ -275,13 +266,13 @@ describe("sim source (paced by the Clock)", () => {
         ++calls === 1
           ? Effect.fail({ message: "broker publish failed: kafka is down" })
           : Effect.sync(() => void batches.push(ticks))
-      const fiber = yield* Effect.fork(runSim(makeSimMarket(settings({ eventsPerSecond: 10 })), publish, health))
+      const fiber = yield* Effect.fork(runSim(makeSimMarket(simSettings({ eventsPerSecond: 10 })), publish, health))
       yield* Effect.yieldNow()
       const p = yield* health.producer
       assert.strictEqual(p.state, "down")
       assert.include(p.last_error, "kafka is down")
       yield* tick(2_000)
-      assert.deepStrictEqual(batches.flat(), take(settings({ eventsPerSecond: 10 }), batches.flat().length))
+      assert.deepStrictEqual(batches.flat(), take(simSettings({ eventsPerSecond: 10 }), batches.flat().length))
       assert.isAtLeast(batches.flat().length, 20)
       assert.strictEqual((yield* health.producer).state, "up")
       yield* Fiber.interrupt(fiber)
@@ -299,7 +290,7 @@ describe("sim source (paced by the Clock)", () => {
       const publish = (ticks: ReadonlyArray<Tick>) =>
         Effect.zipRight(++calls === 5 ? Deferred.await(gate) : Effect.void, Effect.sync(() => void batches.push(ticks)))
       const fiber = yield* Effect.fork(
-        runSim(makeSimMarket(settings({ eventsPerSecond: 10 })), publish, health).pipe(Effect.provideService(StopRequested, stop))
+        runSim(makeSimMarket(simSettings({ eventsPerSecond: 10 })), publish, health).pipe(Effect.provideService(StopRequested, stop))
       )
       yield* tick(400)
       assert.strictEqual(calls, 5)
@@ -319,7 +310,7 @@ describe("sim source (paced by the Clock)", () => {
       const stop = yield* Deferred.make<void>()
       const spy = makeSpy()
       const fiber = yield* Effect.fork(
-        runSim(makeSimMarket(settings({ eventsPerSecond: 1 })), spy.publish, health).pipe(Effect.provideService(StopRequested, stop))
+        runSim(makeSimMarket(simSettings({ eventsPerSecond: 1 })), spy.publish, health).pipe(Effect.provideService(StopRequested, stop))
       )
       yield* Effect.yieldNow()
       assert.strictEqual(spy.count(), 1)

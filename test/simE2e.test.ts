@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { makeSimMarket } from "../src/domain/SimMarket.js"
 import { parseInstantMicros, type TickerSymbol } from "../src/domain/Ticker.js"
 import { getJson, mainJs, repoRoot, type RunningMain, startRoleAll, waitFor } from "./support/process.js"
+import { logMessages, useScratch } from "./support/simRun.js"
 import { query, tickCount } from "./support/sqlite.js"
 
 /**
@@ -22,28 +22,7 @@ const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/
 /** Not Binance: SOURCE=sim and SOURCE=replay never poll, so nothing may listen there. */
 const NO_BINANCE = "http://127.0.0.1:9"
 
-let dir: string
-const running: Array<RunningMain> = []
-beforeAll(() => {
-  if (!fs.existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does it first)")
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "sim-e2e-"))
-})
-afterAll(() => {
-  for (const p of running) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL")
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-
-const messages = (p: RunningMain) =>
-  p
-    .output()
-    .split("\n")
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as { message: string; logLevel: string }]
-      } catch {
-        return []
-      }
-    })
+const scratch = useScratch("sim-e2e-")
 
 const stop = async (p: RunningMain) => {
   p.child.kill("SIGTERM")
@@ -102,7 +81,7 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
   const first = { dataDir: "", db: "", rawDir: "", published: 0 }
 
   it("--role=all SOURCE=sim serves the simulated events on /symbols, /trades/latest, /candles and /health, and stops on SIGTERM with exit 0", async () => {
-    first.dataDir = path.join(dir, "sim")
+    first.dataDir = path.join(scratch.dir, "sim")
     first.db = path.join(first.dataDir, "app.db")
     first.rawDir = path.join(first.dataDir, "raw")
     // A fixed SIM_START (the current second, so that /health's newest event age means something):
@@ -116,7 +95,7 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
       SIM_START: simStart,
       SYMBOLS: SYMBOLS.join(",")
     })
-    running.push(main)
+    scratch.running.push(main)
     const servingAfterMs = Date.now() - startMs
 
     // /symbols: every simulated symbol, with events
@@ -195,11 +174,11 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
 
     // SIGTERM: exit 0, and everything the sim published was stored before the exit
     expect(await stop(main), main.output().slice(-3000)).toBe(0)
-    const stopped = messages(main).filter((m) => m.message.startsWith("sim stopped after publishing"))
+    const stopped = logMessages(main).filter((m) => m.message.startsWith("sim stopped after publishing"))
     expect(stopped.length, main.output().slice(-3000)).toBe(1)
     first.published = Number(/^sim stopped after publishing (\d+) event\(s\)/.exec(stopped[0]!.message)![1])
     expect(tickCount(first.db)).toBe(first.published)
-    expect(messages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
+    expect(logMessages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
 
     // What was stored is exactly the pure generator's first events, with the same values.
     const market = makeSimMarket({ seed: SEED, eventsPerSecond: RATE, symbols: SYMBOLS as Array<TickerSymbol>, startMicros: startMs * 1000 })
@@ -225,7 +204,7 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
 
   it("SOURCE=replay of that recording (REPLAY_SPEED=0) into fresh stores reproduces exactly the same ticks, candles and raw log", async () => {
     expect(first.published, "the SOURCE=sim test runs first").toBeGreaterThan(0)
-    const dataDir = path.join(dir, "replay")
+    const dataDir = path.join(scratch.dir, "replay")
     const db = path.join(dataDir, "app.db")
     const rawDir = path.join(dataDir, "raw")
     const dayFiles = fs.readdirSync(first.rawDir).filter((f) => f.endsWith(".jsonl"))
@@ -235,17 +214,17 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
       REPLAY_SPEED: "0",
       SYMBOLS: SYMBOLS.join(",")
     })
-    running.push(main)
+    scratch.running.push(main)
     const summary = `replay finished: ${first.published} event(s) published, 0 malformed line(s) skipped, ${dayFiles.length} file(s) read`
     await waitFor(
-      () => (messages(main).some((m) => m.message.startsWith("replay ")) && tickCount(db) === first.published ? true : undefined),
+      () => (logMessages(main).some((m) => m.message.startsWith("replay ")) && tickCount(db) === first.published ? true : undefined),
       60_000,
       `the replay's summary line and ${first.published} rows`
     ).catch((e: Error) => {
       throw new Error(`${e.message} (stored ${tickCount(db)})\n${main.output().slice(-3000)}`)
     })
     // the replay ends with its one summary line; the process goes on serving what it stored
-    expect(messages(main).filter((m) => /^replay (finished|stopped)/.test(m.message)).map((m) => m.message)).toEqual([summary])
+    expect(logMessages(main).filter((m) => /^replay (finished|stopped)/.test(m.message)).map((m) => m.message)).toEqual([summary])
     expect(main.child.exitCode).toBeNull()
 
     // The same ticks, row for row and value for value (ingested_at aside), and the same derived candles.
@@ -280,17 +259,17 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
     expect(health?.status, JSON.stringify(health?.body)).toBe(200)
 
     expect(await stop(main), main.output().slice(-3000)).toBe(0)
-    expect(messages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
+    expect(logMessages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
   }, 90_000)
 
   it("SOURCE=sim faster than the store can take (200,000/s): /health/live keeps answering, and SIGTERM stops it with exit 0", async () => {
-    const dataDir = path.join(dir, "overload")
+    const dataDir = path.join(scratch.dir, "overload")
     const { base, main } = await startRoleAll(NO_BINANCE, dataDir, {
       SOURCE: "sim",
       SIM_EVENTS_PER_SECOND: "200000",
       SYMBOLS: SYMBOLS.join(",")
     })
-    running.push(main)
+    scratch.running.push(main)
     // The consumer never runs dry here; between its synchronous batches the server must still get turns.
     await waitFor(() => (tickCount(path.join(dataDir, "app.db")) > 20_000 ? true : undefined), 30_000, "a backlog being stored")
     for (let i = 0; i < 10; i++) {
@@ -306,7 +285,7 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
   }, 90_000)
 
   it("SOURCE=replay with a missing REPLAY_DIR exits 1 with one line naming REPLAY_DIR, without a stack trace", async () => {
-    const missing = path.join(dir, "no-such-recording")
+    const missing = path.join(scratch.dir, "no-such-recording")
     const child = spawn(process.execPath, [mainJs, "--role=all"], {
       cwd: repoRoot,
       env: {
@@ -314,8 +293,8 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
         HOME: process.env.HOME ?? "",
         SOURCE: "replay",
         REPLAY_DIR: missing,
-        STORAGE_PATH: path.join(dir, "missing", "app.db"),
-        RAW_DIR: path.join(dir, "missing", "raw"),
+        STORAGE_PATH: path.join(scratch.dir, "missing", "app.db"),
+        RAW_DIR: path.join(scratch.dir, "missing", "raw"),
         HOST: "127.0.0.1",
         PORT: "0"
       },
@@ -332,7 +311,7 @@ describe("SOURCE=sim end to end, and its recording replayed", () => {
     expect(lines[0]).toContain("REPLAY_DIR")
     expect(lines[0]).toContain(missing)
     // checked before any storage is opened: nothing is created for a run that cannot start
-    expect(fs.existsSync(path.join(dir, "missing")), "the stores were created anyway").toBe(false)
+    expect(fs.existsSync(path.join(scratch.dir, "missing")), "the stores were created anyway").toBe(false)
     expect(lines[0]).toMatch(/does not exist/)
     for (const text of [stdout, stderr]) {
       expect(text).not.toMatch(/^\s+at /m)

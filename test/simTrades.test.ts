@@ -5,36 +5,27 @@ import { Broker, TradeBroker } from "../src/broker/Broker.js"
 import { StopRequested } from "../src/app/Shutdown.js"
 import { makeSimMarket, offsetMicros, profileOf, type SimSettings } from "../src/domain/SimMarket.js"
 import { makeSimTrades } from "../src/domain/SimTrades.js"
-import { parseInstantMicros, type Tick, type TickerSymbol } from "../src/domain/Ticker.js"
+import { parseInstantMicros, type Tick } from "../src/domain/Ticker.js"
 import { type Trade, TRADE_SIM_SOURCE, TradeEvent, TradeEventJson, toTradeEvent, tradeJson } from "../src/domain/Trade.js"
 import { MarketSource } from "../src/market/MarketSource.js"
 import { makeSimSource, runSim, SIM_MAX_BATCH, SimSourceLive } from "../src/market/SimSource.js"
 import { Health } from "../src/status/Health.js"
 import { withEnv } from "./support/effect.js"
+import { SIM_START, simSettings, simTrades, sym } from "./support/sim.js"
 
-const sym = (s: string) => s as TickerSymbol
-const START = Date.UTC(2026, 0, 15, 14, 3, 22) * 1000
-const settings = (over: Partial<SimSettings> = {}): SimSettings => ({
-  seed: 42,
-  eventsPerSecond: 10,
-  symbols: [sym("BTCUSDT"), sym("ETHUSDT")],
-  startMicros: START,
-  ...over
-})
-const trades = (s: SimSettings, rate: number, n: number) => makeSimTrades(s, rate).takeDue(Number.MAX_SAFE_INTEGER, n)
 const isTradeEvent = Schema.is(TradeEvent)
 const decodeTrade = Schema.decodeUnknownEither(TradeEventJson)
 
 describe("simulated trades (pure)", () => {
   it("are deterministic: the same seed, settings and start give the same trades; another seed does not", () => {
-    const a = trades(settings(), 1_000, 20_000)
-    assert.deepStrictEqual(trades(settings(), 1_000, 20_000), a)
-    const other = trades(settings({ seed: 43 }), 1_000, 20_000)
+    const a = simTrades(simSettings(), 1_000, 20_000)
+    assert.deepStrictEqual(simTrades(simSettings(), 1_000, 20_000), a)
+    const other = simTrades(simSettings({ seed: 43 }), 1_000, 20_000)
     assert.deepStrictEqual(other.map((t) => t.timeMicros), a.map((t) => t.timeMicros))
     assert.notDeepEqual(other.map((t) => t.price), a.map((t) => t.price))
     assert.notDeepEqual(other.map((t) => t.id), a.map((t) => t.id))
     // taken in other batch sizes, the same
-    const sim = makeSimTrades(settings(), 1_000)
+    const sim = makeSimTrades(simSettings(), 1_000)
     const pieces: Array<Trade> = []
     while (pieces.length < 20_000) pieces.push(...sim.takeDue(Number.MAX_SAFE_INTEGER, 777))
     assert.deepStrictEqual(pieces.slice(0, 20_000), a)
@@ -42,9 +33,9 @@ describe("simulated trades (pure)", () => {
 
   it("are contract trades: valid fields, 8-decimal strings, source simulated, consecutive ids per symbol, time on the schedule", () => {
     const symbols = ["BTCUSDT", "ETHUSDT", "PEPEUSDT", "FOOBARUSDT"].map(sym)
-    const s = settings({ symbols, eventsPerSecond: 20 })
+    const s = simSettings({ symbols, eventsPerSecond: 20 })
     const rate = 8_000
-    const all = trades(s, rate, 40_000)
+    const all = simTrades(s, rate, 40_000)
     const last = new Map<string, Trade>()
     all.forEach((t, k) => {
       const e = toTradeEvent(t)
@@ -52,7 +43,7 @@ describe("simulated trades (pure)", () => {
       assert.isTrue(Either.isRight(decodeTrade(tradeJson(t))), `trade ${k} does not decode from its JSON`)
       assert.strictEqual(t.source, TRADE_SIM_SOURCE)
       assert.strictEqual(t.symbol, symbols[k % symbols.length])
-      assert.strictEqual(t.timeMicros, Math.floor((START + offsetMicros(k, rate)) / 1000) * 1000)
+      assert.strictEqual(t.timeMicros, Math.floor((SIM_START + offsetMicros(k, rate)) / 1000) * 1000)
       assert.match(t.price, /^\d+\.\d{8}$/)
       assert.match(t.quantity, /^\d+\.\d{8}$/)
       assert.isAbove(Number(t.price), 0)
@@ -79,9 +70,9 @@ describe("simulated trades (pure)", () => {
 
   it("follow the market's price path: near each tick's price at the tick's instant, on the symbol's tick size", () => {
     const symbols = ["BTCUSDT", "XRPUSDT", "ZZTOPUSDT"].map(sym)
-    const s = settings({ symbols, eventsPerSecond: 30 })
+    const s = simSettings({ symbols, eventsPerSecond: 30 })
     const rate = 3_000
-    const all = trades(s, rate, 300_000) // 100 s
+    const all = simTrades(s, rate, 300_000) // 100 s
     const ticks = makeSimMarket(s).takeDue(100_000_000, 1_000_000)
     for (const symbol of symbols) {
       const profile = profileOf(symbol)
@@ -111,8 +102,8 @@ describe("simulated trades (pure)", () => {
   })
 
   it("continue above an earlier run's ids when started later (the ids a stopped sim missed are a gap)", () => {
-    const first = trades(settings(), 100, 1_000) // 10 s
-    const later = trades(settings({ startMicros: START + 60_000_000 }), 100, 10)
+    const first = simTrades(simSettings(), 100, 1_000) // 10 s
+    const later = simTrades(simSettings({ startMicros: SIM_START + 60_000_000 }), 100, 10)
     for (const symbol of ["BTCUSDT", "ETHUSDT"]) {
       const before = first.filter((t) => t.symbol === symbol).at(-1)!
       const after = later.find((t) => t.symbol === symbol)!
@@ -124,8 +115,8 @@ describe("simulated trades (pure)", () => {
   })
 
   it("reject an impossible rate", () => {
-    assert.throws(() => makeSimTrades(settings(), 0))
-    assert.throws(() => makeSimTrades(settings(), 1.5))
+    assert.throws(() => makeSimTrades(simSettings(), 0))
+    assert.throws(() => makeSimTrades(simSettings(), 1.5))
   })
 })
 
@@ -149,7 +140,7 @@ describe("sim source with trades (paced by the Clock)", () => {
       const health = yield* Health
       const ticks = spyOf<Tick>()
       const tradeSpy = spyOf<Trade>()
-      const s = settings({ eventsPerSecond: 10 })
+      const s = simSettings({ eventsPerSecond: 10 })
       const fiber = yield* Effect.fork(runSim(makeSimMarket(s), ticks.publish, health, { trades: makeSimTrades(s, 5_000), publish: tradeSpy.publish }))
       yield* tick(2_000)
       assert.include([20, 21], ticks.all().length)
@@ -157,7 +148,7 @@ describe("sim source with trades (paced by the Clock)", () => {
       const published = tradeSpy.all()
       assert.include([10_000, 10_001], published.length)
       assert.isTrue(tradeSpy.batches.every((b) => b.length <= SIM_MAX_BATCH))
-      assert.deepStrictEqual(published, trades(s, 5_000, published.length))
+      assert.deepStrictEqual(published, simTrades(s, 5_000, published.length))
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(Health.Default))
   )
@@ -170,7 +161,7 @@ describe("sim source with trades (paced by the Clock)", () => {
       const stop = yield* Deferred.make<void>()
       const ticks = spyOf<Tick>()
       const tradeSpy = spyOf<Trade>()
-      const s = settings()
+      const s = simSettings()
       const fiber = yield* Effect.fork(
         runSim(makeSimMarket(s), ticks.publish, health, { trades: makeSimTrades(s, 100), publish: tradeSpy.publish }).pipe(
           Effect.provideService(StopRequested, stop)
@@ -202,7 +193,7 @@ describe("sim source with trades from the configuration", () => {
       const fiber = yield* Effect.fork(source.run)
       yield* tick(1_000, 50)
       assert.include([400, 401], tradeSpy.all().length)
-      assert.deepStrictEqual(tradeSpy.all(), trades(s, 400, tradeSpy.all().length))
+      assert.deepStrictEqual(tradeSpy.all(), simTrades(s, 400, tradeSpy.all().length))
       assert.strictEqual(tradeSpy.all()[0]!.timeMicros, s.startMicros)
       assert.include([20, 21], ticks.all().length)
       yield* Fiber.interrupt(fiber)

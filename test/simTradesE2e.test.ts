@@ -1,12 +1,12 @@
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeSimTrades } from "../src/domain/SimTrades.js"
+import { describe, expect, it } from "vitest"
 import type { TickerSymbol } from "../src/domain/Ticker.js"
 import { tradeJson } from "../src/domain/Trade.js"
-import { getJson, mainJs, type RunningMain, startRoleAll, waitFor } from "./support/process.js"
+import { getJson, startRoleAll, waitFor } from "./support/process.js"
+import { simTrades } from "./support/sim.js"
+import { logMessages, rawTradeLines, tradeCount, useScratch } from "./support/simRun.js"
 import { query } from "./support/sqlite.js"
+import { bySymbolThenId } from "./support/trades.js"
 
 /**
  * The simulated market's aggregate trades end to end in one direct-mode process (`--role=all
@@ -20,40 +20,11 @@ const TRADES_PER_SECOND = 3_000
 const NO_BINANCE = "http://127.0.0.1:9"
 const CONTRACT_FIELDS = ["symbol", "agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "trade_time", "is_buyer_maker", "source"]
 
-let dir: string
-const running: Array<RunningMain> = []
-beforeAll(() => {
-  if (!fs.existsSync(mainJs)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does it first)")
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "sim-trades-e2e-"))
-})
-afterAll(() => {
-  for (const p of running) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL")
-  fs.rmSync(dir, { recursive: true, force: true })
-})
-
-const messages = (p: RunningMain) =>
-  p
-    .output()
-    .split("\n")
-    .flatMap((l) => {
-      try {
-        return [JSON.parse(l) as { message: string; logLevel: string }]
-      } catch {
-        return []
-      }
-    })
-
-const tradeCount = (db: string): number => {
-  try {
-    return Number(query(db, "SELECT COUNT(*) AS n FROM trades")[0]!.n)
-  } catch {
-    return 0
-  }
-}
+const scratch = useScratch("sim-trades-e2e-")
 
 describe("SOURCE=sim with trades end to end", () => {
   it("--role=all SOURCE=sim SIM_TRADES_PER_SECOND stores every published trade once, consecutive per symbol, and serves them on /agg-trades/latest", async () => {
-    const dataDir = path.join(dir, "sim")
+    const dataDir = path.join(scratch.dir, "sim")
     const db = path.join(dataDir, "app.db")
     const rawDir = path.join(dataDir, "raw")
     const startMs = Math.floor(Date.now() / 1000) * 1000
@@ -65,7 +36,7 @@ describe("SOURCE=sim with trades end to end", () => {
       SIM_START: new Date(startMs).toISOString(),
       SYMBOLS: SYMBOLS.join(",")
     })
-    running.push(main)
+    scratch.running.push(main)
     await waitFor(() => (tradeCount(db) >= 15_000 ? true : undefined), 30_000, "15,000 trades stored").catch((e: Error) => {
       throw new Error(`${e.message} (stored ${tradeCount(db)})\n${main.output().slice(-3000)}`)
     })
@@ -89,21 +60,22 @@ describe("SOURCE=sim with trades end to end", () => {
 
     main.child.kill("SIGTERM")
     expect(await main.exited, main.output().slice(-3000)).toBe(0)
-    const stopped = messages(main).filter((m) => m.message.startsWith("sim stopped after publishing"))
+    const stopped = logMessages(main).filter((m) => m.message.startsWith("sim stopped after publishing"))
     expect(stopped.length, main.output().slice(-3000)).toBe(1)
     const published = Number(/ and (\d+) trade\(s\)/.exec(stopped[0]!.message)?.[1])
     expect(published).toBeGreaterThanOrEqual(15_000)
-    expect(messages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
+    expect(logMessages(main).filter((m) => m.logLevel === "ERROR" || m.logLevel === "FATAL")).toEqual([])
 
     // exactly the generator's first `published` trades, each once
-    const generated = makeSimTrades(
+    const generated = simTrades(
       { seed: SEED, eventsPerSecond: 10, symbols: SYMBOLS as Array<TickerSymbol>, startMicros: startMs * 1000 },
-      TRADES_PER_SECOND
-    ).takeDue(Number.MAX_SAFE_INTEGER, published)
+      TRADES_PER_SECOND,
+      published
+    )
     const rows = query(db, "SELECT symbol, agg_trade_id, price, quantity, trade_time_us FROM trades ORDER BY symbol, agg_trade_id")
     expect(rows.length).toBe(published)
     const expected = [...generated]
-      .sort((a, b) => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.id - b.id))
+      .sort(bySymbolThenId)
       .map((t) => ({ symbol: t.symbol, agg_trade_id: t.id, price: t.price, quantity: t.quantity, trade_time_us: t.timeMicros }))
     expect(rows.map((r) => ({ ...r, agg_trade_id: Number(r.agg_trade_id), trade_time_us: Number(r.trade_time_us) }))).toEqual(expected)
     for (const symbol of SYMBOLS) {
@@ -112,12 +84,7 @@ describe("SOURCE=sim with trades end to end", () => {
     }
 
     // the trades raw log: one line per trade, its contract JSON
-    const tradesDir = path.join(rawDir, "trades")
-    const lines = fs
-      .readdirSync(tradesDir)
-      .filter((f) => f.endsWith(".jsonl"))
-      .sort()
-      .flatMap((f) => fs.readFileSync(path.join(tradesDir, f), "utf8").split("\n").filter((l) => l !== ""))
+    const lines = rawTradeLines(rawDir)
     expect(lines.length).toBe(published)
     expect([...lines].sort()).toEqual(generated.map(tradeJson).sort())
   }, 90_000)

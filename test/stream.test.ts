@@ -5,6 +5,7 @@ import * as path from "node:path"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type FakeBinance, startFakeBinance } from "./support/fakeBinance.js"
 import { getJson, mainJs, type RunningMain, startRoleAll, waitFor } from "./support/process.js"
+import { rawTradeLines } from "./support/simRun.js"
 import { query } from "./support/sqlite.js"
 
 // The stream source against the fake Binance (WebSocket + REST on one port), one rule per test, on the
@@ -67,21 +68,40 @@ const expectWhole = (ids: ReadonlyArray<number>, lastId: number) => {
   expect(ids.length).toBe(ids[ids.length - 1]! - ids[0]! + 1)
 }
 
-const rawTradeIds = (dir: string, symbol: string): Array<number> => {
-  const tradesDir = path.join(dir, "raw", "trades")
-  if (!fs.existsSync(tradesDir)) return []
-  return fs
-    .readdirSync(tradesDir)
-    .flatMap((f) => fs.readFileSync(path.join(tradesDir, f), "utf8").split("\n"))
-    .filter((l) => l.length > 0)
+const rawTradeIds = (dir: string, symbol: string): Array<number> =>
+  rawTradeLines(path.join(dir, "raw"))
     .map((l) => JSON.parse(l) as { symbol: string; agg_trade_id: number })
     .filter((t) => t.symbol === symbol)
     .map((t) => t.agg_trade_id)
     .sort((a, b) => a - b)
-}
 
 const until = <A>(check: () => A | undefined | Promise<A | undefined>, ms: number, what: string) => waitFor(check, ms, what)
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+/**
+ * The platform streaming from a fake market of 10 trades a second; once it stored trades of `symbol`,
+ * the fake withholds the next `count` of them from the stream. Their ids are `skipped`.
+ */
+const startAndSkip = async (symbol: string, count: number) => {
+  const fake = await fakeWith({ market: { tradesPerSecond: 10 } })
+  const dir = tempDir()
+  const { base } = await start(fake, dir)
+  await until(() => (storedIds(dir, symbol).length > 5 ? true : undefined), 10_000, "streamed trades")
+  fake.ws.skip(symbol, count)
+  await until(() => (fake.ws.withheld(symbol).length === count ? true : undefined), 10_000, "the skip")
+  return { fake, dir, base, skipped: fake.ws.withheld(symbol).map((t) => t.a) }
+}
+
+/** The body of /coverage for `symbol` (a day), once it answers 200 and `ready` holds for it. */
+const coverageOnce = (base: string, symbol: string, ready: (body: any) => boolean, ms: number, what: string) =>
+  until(
+    async () => {
+      const res = await getJson(`${base}/coverage?symbol=${symbol}&days=1`)
+      return res?.status === 200 && ready(res.body) ? res.body : undefined
+    },
+    ms,
+    what
+  )
 
 describe("stream connection lifecycle (SOURCE=stream against the fake Binance)", () => {
   it("opens one combined connection, answers every ping with its payload, stays under 5 messages/s, and stores each trade once", async () => {
@@ -225,23 +245,10 @@ describe("stream connection lifecycle (SOURCE=stream against the fake Binance)",
 
 describe("gap detection and repair", () => {
   it("a range the stream skipped is fetched through REST: every id stored once, /coverage reports it repaired and nothing missing", async () => {
-    const fake = await fakeWith({ market: { tradesPerSecond: 10 } })
-    const dir = tempDir()
-    const { base } = await start(fake, dir)
-    await until(() => (storedIds(dir, "BTCUSDT").length > 5 ? true : undefined), 10_000, "streamed trades")
-    fake.ws.skip("BTCUSDT", 40)
-    await until(() => (fake.ws.withheld("BTCUSDT").length === 40 ? true : undefined), 10_000, "the skip")
-    const skipped = fake.ws.withheld("BTCUSDT").map((t) => t.a)
+    const { fake, dir, base, skipped } = await startAndSkip("BTCUSDT", 40)
     const last = fake.trades.lastId("BTCUSDT") + 5
     await until(() => (storedIds(dir, "BTCUSDT").at(-1)! >= last ? true : undefined), 10_000, "trades after the gap")
-    const coverage = await until(
-      async () => {
-        const res = await getJson(`${base}/coverage?symbol=BTCUSDT&days=1`)
-        return res?.status === 200 && res.body.trades.repaired.length > 0 ? res.body : undefined
-      },
-      10_000,
-      "the repair on /coverage"
-    )
+    const coverage = await coverageOnce(base, "BTCUSDT", (body) => body.trades.repaired.length > 0, 10_000, "the repair on /coverage")
     expect(coverage.trades.missing).toEqual([])
     expect(coverage.trades.unrepairable).toEqual([])
     expect(coverage.trades.repaired).toEqual([{ from_id: skipped[0], to_id: skipped.at(-1), at: expect.any(String) }])
@@ -254,22 +261,9 @@ describe("gap detection and repair", () => {
   }, 40_000)
 
   it("a range Binance no longer serves is recorded unrepairable with the reason, once, and not asked for again", async () => {
-    const fake = await fakeWith({ market: { tradesPerSecond: 10 } })
-    const dir = tempDir()
-    const { base } = await start(fake, dir)
-    await until(() => (storedIds(dir, "ETHUSDT").length > 5 ? true : undefined), 10_000, "streamed trades")
-    fake.ws.skip("ETHUSDT", 20)
-    await until(() => (fake.ws.withheld("ETHUSDT").length === 20 ? true : undefined), 10_000, "the skip")
-    const skipped = fake.ws.withheld("ETHUSDT").map((t) => t.a)
+    const { fake, base, skipped } = await startAndSkip("ETHUSDT", 20)
     fake.trades.hide("ETHUSDT", skipped[0]!, skipped.at(-1)!)
-    const coverage = await until(
-      async () => {
-        const res = await getJson(`${base}/coverage?symbol=ETHUSDT&days=1`)
-        return res?.status === 200 && res.body.trades.unrepairable.length > 0 ? res.body : undefined
-      },
-      15_000,
-      "the unrepairable range on /coverage"
-    )
+    const coverage = await coverageOnce(base, "ETHUSDT", (body) => body.trades.unrepairable.length > 0, 15_000, "the unrepairable range on /coverage")
     expect(coverage.trades.missing).toEqual([])
     expect(coverage.trades.unrepairable).toEqual([{ from_id: skipped[0], to_id: skipped.at(-1), reason: expect.stringContaining("Binance") }])
     const asked = () => fake.requests.filter((r) => r.path === "/api/v3/aggTrades" && r.query.get("symbol") === "ETHUSDT").length
@@ -325,11 +319,10 @@ describe("gap detection and repair", () => {
     expect(Number(stored.close)).toBeCloseTo(bar.c, 6)
     expect(stored.trades).toBe(bar.n)
     // The backfill reaches four minutes before the first streamed trade; the minutes since are covered by klines.
-    const coverage = await until(
-      async () => {
-        const res = await getJson(`${base}/coverage?symbol=BTCUSDT&days=1`)
-        return res?.status === 200 && res.body.minutes.covered >= 3 && res.body.minutes.missing.length === 0 ? res.body : undefined
-      },
+    const coverage = await coverageOnce(
+      base,
+      "BTCUSDT",
+      (body) => body.minutes.covered >= 3 && body.minutes.missing.length === 0,
       20_000,
       "backfilled trades and their minutes"
     )

@@ -3,8 +3,6 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, ManagedRuntime, Stream } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { httpServer } from "../src/api/Http.js"
 import { shortDecimal, TRADES_CSV_CHUNK_ROWS, tradesCsv } from "../src/bi/TradesCsv.js"
@@ -15,28 +13,11 @@ import { Health } from "../src/status/Health.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { TickRepo } from "../src/store/TickRepo.js"
 import { TradeRepo } from "../src/store/TradeRepo.js"
-
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "trades-api-test-"))
-const dbFile = path.join(dir, "app.db")
+import { tradesApiRuntime } from "./support/apiRuntime.js"
+import { insertTrades } from "./support/trades.js"
 
 /** The real server over a temporary database; SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT. TradeRepo beside it for direct reads. */
-const runtime = ManagedRuntime.make(
-  Layer.merge(httpServer(NodeHttpServer.layerTest), TradeRepo.Default).pipe(
-    Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
-    Layer.provideMerge(sqliteLayer(dbFile)),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
-  )
-)
-const run = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient | SqlClient.SqlClient | TradeRepo>) => runtime.runPromise(effect)
-
-const get = (url: string, headers: Record<string, string> = {}) =>
-  run(
-    Effect.gen(function* () {
-      const res = yield* (yield* HttpClient.HttpClient).get(url, { headers })
-      const text = yield* res.text
-      return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) }
-    }).pipe(Effect.scoped)
-  )
+const { dir, run, get, dispose } = tradesApiRuntime("trades-api-test-")
 
 const trade = (symbol: string, id: number, timeMicros: number, price = "68001.20000000", quantity = "0.01500000"): Trade => ({
   symbol: symbol as TickerSymbol,
@@ -50,29 +31,6 @@ const trade = (symbol: string, id: number, timeMicros: number, price = "68001.20
   source: TRADE_WS_SOURCE
 })
 
-/** Plain SQL, as the trade writer stores them. */
-const insert = (trades: ReadonlyArray<Trade>) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    Effect.forEach(
-      Array.from({ length: Math.ceil(trades.length / 500) }, (_, i) => trades.slice(i * 500, i * 500 + 500)),
-      (chunk) =>
-        sql`INSERT INTO trades ${sql.insert(
-          chunk.map((t) => ({
-            symbol: t.symbol,
-            agg_trade_id: t.id,
-            price: t.price,
-            quantity: t.quantity,
-            first_trade_id: t.firstTradeId,
-            last_trade_id: t.lastTradeId,
-            trade_time_us: t.timeMicros,
-            is_buyer_maker: t.isBuyerMaker ? 1 : 0,
-            source: t.source
-          }))
-        )}`,
-      { discard: true }
-    )
-  )
-
 const us = (iso: string) => Date.parse(iso) * 1000
 const t0 = us("2026-01-15T14:03:22.913Z")
 /** BTCUSDT: ids 3000000000.. ; 40 trades share the millisecond t0 (one taker order sweeping the book). */
@@ -82,12 +40,9 @@ const after = Array.from({ length: 10 }, (_, i) => trade("BTCUSDT", 3_000_000_05
 const btc = [...before, ...sameMs, ...after]
 
 beforeAll(async () => {
-  await run(insert([...btc, trade("BTCUSDT", 3_000_000_054 - 1000, us("2026-01-15T00:00:00Z") - 1)]))
+  await run(insertTrades([...btc, trade("BTCUSDT", 3_000_000_054 - 1000, us("2026-01-15T00:00:00Z") - 1)]))
 }, 60_000)
-afterAll(async () => {
-  await runtime.dispose()
-  fs.rmSync(dir, { recursive: true, force: true })
-})
+afterAll(dispose)
 
 const expect400 = async (url: string, mentions: string) => {
   const res = await get(url)
@@ -204,14 +159,14 @@ describe("GET /bi/trades.csv", () => {
 
   it("changes its ETag when a trade of the day arrives, and is not immutable while a repair is pending", async () => {
     const url = "/bi/trades.csv?symbol=ETHUSDT&date=2026-01-15"
-    await run(insert([trade("ETHUSDT", 10, us("2026-01-15T01:00:00Z")), trade("ETHUSDT", 12, us("2026-01-15T01:00:02Z"))]))
+    await run(insertTrades([trade("ETHUSDT", 10, us("2026-01-15T01:00:00Z")), trade("ETHUSDT", 12, us("2026-01-15T01:00:02Z"))]))
     const first = await get(url)
     await run(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`
       INSERT INTO trade_gaps (symbol, from_id, to_id, state, detected_at) VALUES ('ETHUSDT', 11, 11, 'missing', '2026-01-15T01:00:03Z')`))
     const pending = await get(url, { "if-none-match": first.headers["etag"]! })
     expect(pending.status).toBe(304)
     expect(pending.headers["cache-control"]).toBe("public, max-age=300")
-    await run(insert([trade("ETHUSDT", 11, us("2026-01-15T01:00:01Z"))]))
+    await run(insertTrades([trade("ETHUSDT", 11, us("2026-01-15T01:00:01Z"))]))
     const repaired = await get(url, { "if-none-match": first.headers["etag"]! })
     expect(repaired.status).toBe(200)
     expect(repaired.text.split("\r\n").slice(1, 4).map((l) => l.split(",")[0])).toEqual(["10", "11", "12"])
@@ -223,7 +178,7 @@ describe("GET /bi/trades.csv", () => {
     expect(empty.text).toBe(header)
     expect(empty.headers["cache-control"]).toBe("public, max-age=300")
     const today = new Date().toISOString().slice(0, 10)
-    await run(insert([trade("SOLUSDT", 1, Date.now() * 1000 - 1000)]))
+    await run(insertTrades([trade("SOLUSDT", 1, Date.now() * 1000 - 1000)]))
     const live = await get(`/bi/trades.csv?symbol=SOLUSDT&date=${today}`)
     expect(live.text.split("\r\n").length).toBe(3)
     expect(live.headers["cache-control"]).toBe("public, max-age=300")

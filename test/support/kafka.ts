@@ -102,6 +102,18 @@ export const committedOffsets = (groupId: string, topic: string) =>
     return new Map((entry?.partitions ?? []).map((p) => [p.partition, Number(p.offset)]))
   })
 
+/** The group's committed offset has reached the end of every partition that holds data. */
+export const allCommitted = (group: string, topic: string) =>
+  Effect.zipWith(endOffsets(topic), committedOffsets(group, topic), (ends, committed) =>
+    [...ends].every(([partition, end]) => end === 0 || committed.get(partition) === end)
+  )
+
+/** The messages of a topic, all partitions together, from `endOffsets`. */
+export const sumOf = (offsets: ReadonlyMap<number, number>): number => [...offsets.values()].reduce((a, b) => a + b, 0)
+
+/** Runs one of these look-ups from a plain async test. */
+export const runScoped = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>): Promise<A> => Effect.runPromise(Effect.scoped(effect))
+
 /** Writes messages straight to a topic, bypassing the broker adapter. */
 export const produceRaw = (topic: string, messages: ReadonlyArray<Message>) =>
   Effect.promise(async () => {
@@ -113,6 +125,29 @@ export const produceRaw = (topic: string, messages: ReadonlyArray<Message>) =>
       await producer.disconnect()
     }
   })
+
+/**
+ * Writes the valid messages `good(symbol, i)` of BTCUSDT (0..2) and ETHUSDT (0..1) with the four `poison`
+ * ones (three keyed BTCUSDT, the last ETHUSDT) between them: BTCUSDT 0, poison 0, BTCUSDT 1, poison 1
+ * and 2, BTCUSDT 2, ETHUSDT 0 and 1, poison 3, so that the last poison is last in ETHUSDT's partition
+ * (nothing after it carries its commit).
+ */
+export const produceAmidPoison = (
+  topic: string,
+  good: (symbol: string, i: number) => Message,
+  poison: ReadonlyArray<Message>
+) =>
+  produceRaw(topic, [
+    good("BTCUSDT", 0),
+    poison[0]!,
+    good("BTCUSDT", 1),
+    poison[1]!,
+    poison[2]!,
+    good("BTCUSDT", 2),
+    good("ETHUSDT", 0),
+    good("ETHUSDT", 1),
+    poison[3]!
+  ])
 
 export interface RawMessage {
   readonly partition: number
