@@ -481,7 +481,7 @@ export const track = (p: RoleProcess): RoleProcess => {
 export const simStartOf = (lines: ReadonlyArray<LogLine>): { readonly beganMs: number; readonly firstEventMicros: number } | undefined => {
   const line = lines.find((l) => l.message.startsWith("simulating "))
   if (line === undefined) return undefined
-  const m = /the first event at (\S+)$/.exec(line.message)
+  const m = /the first event at ([^\s;]+)/.exec(line.message) // ";" and the trade rate follow when trades are on
   return { beganMs: Date.parse(line.timestamp), firstEventMicros: m === null ? Number.NaN : isoMicros(m[1]!) }
 }
 
