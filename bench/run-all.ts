@@ -1,16 +1,16 @@
 /**
- * `npm run bench`: the issue-8 benches, the trades bench of issue 10 and the cold start, one after
+ * `npm run bench`: the issue-8 benches, the trades bench of issue 10, the SSE bench of issue 11 and the cold start, one after
  * another (never two at once, so none disturbs another), each in its own process with its default
  * options, each writing its own section of bench/RESULTS.md. A bench that fails does not stop the others. At the end: one line per
  * bench with its verdict and how long it took.
  *
  * Order: store-path (~0.5 min), e2e-direct (~6 min), e2e-kafka (~5 min, starts and stops its own Kafka),
- * memory (~13 min: 10 min + a 3 min experiment), trades-direct (~2 min), cold-start (~1 min). About 28
- * minutes in all.
+ * memory (~13 min: 10 min + a 3 min experiment), trades-direct (~2 min), sse-clients (~5 min),
+ * cold-start (~1 min). About 33 minutes in all.
  * The benches that need the 690 MB seeded database (seed, bi-latency, latest-throughput) are not
  * part of it: run them with their own scripts.
  *
- *   node dist/bench/bench/run-all.js [--only store-path,memory,…]
+ *   node dist/bench/bench/run-all.js [--only store-path,memory,sse-clients,…]
  *
  * Exit code 0 when every bench passed, 1 when one missed a goal (exit 1) and none failed as a bench,
  * 2 when one failed as a bench (any other exit).
@@ -20,7 +20,7 @@ import * as path from "node:path"
 import { parseArgs } from "node:util"
 import { compiledBenchDir, formatDuration, log, machineLine } from "./lib.js"
 
-const BENCHES = ["store-path", "e2e-direct", "e2e-kafka", "memory", "trades-direct", "cold-start"] as const
+const BENCHES = ["store-path", "e2e-direct", "e2e-kafka", "memory", "trades-direct", "sse-clients", "cold-start"] as const
 
 const { values: args } = parseArgs({ options: { only: { type: "string", default: "" } } })
 const only = args.only === "" ? [...BENCHES] : args.only.split(",").map((s) => s.trim())

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // The production build: src/main.ts bundled by esbuild into one ESM file, dist/main.js, with its
 // source map dist/main.js.map and the licences of what it bundles, dist/THIRD-PARTY-LICENSES.txt.
+// The dashboard's browser code (src/web/page: its script, with lightweight-charts, and its stylesheet)
+// is bundled first (`buildPage`, for browsers, minified) and its text embedded into dist/main.js in
+// place of src/web/assets.ts, so the server serves it without reading a file.
 // `npm run build`, `npm start`, the benches, the tests and the Docker image all run this file. It does
 // not type-check (`npm run lint` does, with tsc --noEmit): a type error elsewhere in the tree never
 // blocks a build.
@@ -61,15 +64,89 @@ const argValue = (name) => {
   return at > 0 && process.argv[at + 1] !== undefined ? path.resolve(process.argv[at + 1]) : undefined
 }
 
-const runtimeDir = argValue("--runtime-modules")
-if (runtimeDir !== undefined) copyRuntimeModules(runtimeDir)
-else await build(argValue("--outfile") ?? path.join(DEFAULT_DIST, "main.js"))
+/** The dashboard's browser code (src/web/page), bundled by `buildPage` and embedded into the server bundle. */
+const PAGE_ENTRY = "src/web/page/main.ts"
+const PAGE_CSS = "src/web/page/dashboard.css"
+/** The module of src/ whose exports the build replaces by the built page (run from source, it builds the page itself). */
+const PAGE_ASSETS_MODULE = path.join(ROOT, "src", "web", "assets.ts")
+
+// Imported (src/web/assets.ts does, run from source, for `buildPage`), this file builds nothing.
+const runAsScript = (() => {
+  try {
+    return process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fs.realpathSync(fileURLToPath(import.meta.url))
+  } catch {
+    return false
+  }
+})()
+if (runAsScript) {
+  const runtimeDir = argValue("--runtime-modules")
+  if (runtimeDir !== undefined) copyRuntimeModules(runtimeDir)
+  else await build(argValue("--outfile") ?? path.join(DEFAULT_DIST, "main.js"))
+}
+
+/**
+ * The dashboard page's script and stylesheet (src/web/page), bundled and minified for browsers, with
+ * the CSP hashes of the inline styles its libraries inject (lightweight-charts adds one <style> for
+ * its TradingView attribution logo) and the input files (for the licences). The texts are embedded
+ * into dist/main.js (the server reads no file at run time).
+ */
+export async function buildPage() {
+  const esbuild = await import("esbuild")
+  const common = {
+    absWorkingDir: ROOT,
+    bundle: true,
+    minify: true,
+    target: ["chrome100", "firefox100", "safari15"],
+    charset: "ascii",
+    // lightweight-charts' licence header stays with its code in the browser
+    legalComments: "eof",
+    metafile: true,
+    write: false,
+    logLevel: "warning"
+  }
+  const [script, style] = await Promise.all([
+    esbuild.build({ ...common, entryPoints: [PAGE_ENTRY], outfile: "page/dashboard.js", platform: "browser", format: "iife" }),
+    esbuild.build({ ...common, entryPoints: [PAGE_CSS], outfile: "page/dashboard.css" })
+  ])
+  const js = script.outputFiles.find((f) => f.path.endsWith(".js"))?.text
+  const css = style.outputFiles.find((f) => f.path.endsWith(".css"))?.text
+  if (js === undefined || css === undefined) throw new Error("esbuild produced no dashboard script or stylesheet")
+  // The attribution logo's <style> text, as lightweight-charts injects it: allowed by its hash.
+  const logo = /(["'`])(a#tv-attr-logo\{(?:(?!\1)[^\\])*)\1/.exec(js)
+  if (logo === null) {
+    throw new Error(
+      "buildPage: lightweight-charts' attribution logo style (a#tv-attr-logo{...}) is not in the page bundle as one plain string: " +
+        "update the dashboard CSP (src/web/Dashboard.ts) for the new version"
+    )
+  }
+  const { createHash } = await import("node:crypto")
+  const styleHashes = [`sha256-${createHash("sha256").update(logo[2], "utf8").digest("base64")}`]
+  const inputs = [...Object.keys(script.metafile.inputs), ...Object.keys(style.metafile.inputs)]
+  return { js, css, styleHashes, inputs }
+}
 
 async function build(OUT) {
   const DIST = path.dirname(OUT)
   // esbuild is a devDependency: imported here so that --runtime-modules works after `npm prune`
   const esbuild = await import("esbuild")
   const started = performance.now()
+  // The dashboard first: the server bundle embeds it as text, in place of src/web/assets.ts.
+  const page = await buildPage()
+  let pageEmbedded = false
+  const pagePlugin = {
+    name: "dashboard-page",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]src[\\/]web[\\/]assets\.ts$/ }, (args) => {
+        if (path.resolve(args.path) !== PAGE_ASSETS_MODULE) return undefined
+        const assets = { js: page.js, css: page.css, styleHashes: page.styleHashes }
+        pageEmbedded = true
+        return {
+          contents: `// the dashboard page, built by scripts/build.mjs (buildPage)\nexport const loadPageAssets = () => Promise.resolve(${JSON.stringify(assets)})\n`,
+          loader: "js"
+        }
+      })
+    }
+  }
   const result = await esbuild.build({
     absWorkingDir: ROOT,
     entryPoints: ["src/main.ts"],
@@ -88,7 +165,8 @@ async function build(OUT) {
     banner: { js: BANNER },
     metafile: true,
     write: false,
-    logLevel: "warning"
+    logLevel: "warning",
+    plugins: [pagePlugin]
   })
 
   // --- checks on what stays outside the bundle ---------------------------------------------------
@@ -129,6 +207,8 @@ async function build(OUT) {
       problems.push(`${path.basename(OUT)}:${i + 1}: import.meta is used outside the banner: ${text.trim().slice(0, 120)}`)
     }
   })
+  // the page is served from the text embedded in place of src/web/assets.ts
+  if (!pageEmbedded) problems.push(`${path.relative(ROOT, PAGE_ASSETS_MODULE)} was not replaced by the built page: the dashboard would not be served`)
   if (problems.length > 0) {
     console.error(`build: ${problems.length} problem(s):\n  ${problems.join("\n  ")}`)
     process.exit(1)
@@ -136,7 +216,7 @@ async function build(OUT) {
 
   const srcOnlyMap = JSON.stringify(keepSources(JSON.parse(map.text), (source) => !source.includes("node_modules/")))
   const inputs = Object.keys(result.metafile.outputs[path.relative(ROOT, OUT)].inputs)
-  const licenses = licenseText(inputs)
+  const licenses = licenseText([...inputs, ...page.inputs])
 
   // --- write: dist/ holds the build's files (stale ones removed) and bench/ ----------------------
   fs.mkdirSync(DIST, { recursive: true })

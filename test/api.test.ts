@@ -178,7 +178,7 @@ describe("HTTP API over a real socket", () => {
       onGroup: () => {},
       onEndpoint: ({ endpoint }) => void declared.push(`${endpoint.method.toLowerCase()} ${endpoint.path}`)
     })
-    assert.strictEqual(declared.length, 15)
+    assert.strictEqual(declared.length, 17)
     for (const entry of declared) {
       const [method, route] = entry.split(" ") as [string, string]
       assert.property(doc.paths[route] ?? {}, method, `${entry} is missing from /openapi.json`)

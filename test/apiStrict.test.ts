@@ -383,7 +383,7 @@ describe("the producer's and consumer's /health server (HEALTH_PORT)", () => {
     assert.match(missing.headers.get("content-type") ?? "", /application\/json/)
     assert.deepStrictEqual(await missing.json(), {
       error: "NotFound",
-      message: "no endpoint at /trades/latest: this port (HEALTH_PORT) serves GET /health only"
+      message: "no endpoint at /trades/latest: this port (HEALTH_PORT) serves GET /health and GET /metrics only"
     })
     assertSecurityHeaders(health.headers)
     assertSecurityHeaders(missing.headers)

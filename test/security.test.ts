@@ -333,7 +333,7 @@ describe("security, CORS", () => {
         assert.strictEqual(res.status, 204)
         assert.strictEqual(res.headers["access-control-allow-origin"], allowed)
         assert.strictEqual(res.headers["access-control-allow-methods"], "GET, HEAD, OPTIONS")
-        assert.strictEqual(res.headers["access-control-allow-headers"], "x-api-key, content-type, if-none-match")
+        assert.strictEqual(res.headers["access-control-allow-headers"], "x-api-key, content-type, if-none-match, last-event-id")
         assert.include(res.headers["vary"]!, "Origin")
         assertSecurityHeaders(res)
       }))

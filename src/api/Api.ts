@@ -5,6 +5,7 @@ import { BI_DEFAULT_DAYS, BI_MAX_DAYS, SymbolSummary } from "../domain/ReadModel
 import { TickerEvent, TickerSymbol } from "../domain/Ticker.js"
 import { AggTradesApi, CoverageApi, tradesCsvEndpoint } from "./AggTradesApi.js"
 import { SystemApi } from "./HealthApi.js"
+import { LiveApi } from "./live/StreamApi.js"
 import { ConditionalHeaders, Csv, InstantParam, UnknownSymbol, wholeParam } from "./Params.js"
 import { ApiKeyAuth } from "./security/keys.js"
 
@@ -158,6 +159,7 @@ export class Api extends HttpApi.make("crypto-streaming-platform")
   .add(BiApi)
   .add(AggTradesApi)
   .add(CoverageApi)
+  .add(LiveApi)
   .annotate(OpenApi.Title, "crypto-streaming-platform")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(

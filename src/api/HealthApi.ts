@@ -62,6 +62,9 @@ export type HealthReport = typeof HealthReport.Type
 /** /health answers 503 with the same report when a component is down. */
 export class Unhealthy extends Schema.TaggedError<Unhealthy>()("Unhealthy", HealthFields, HttpApiSchema.annotations({ status: 503 })) {}
 
+/** Served without a key, like /health: a scraper holds no API key. */
+export const METRICS_PATH = "/metrics"
+
 export class SystemApi extends HttpApiGroup.make("system")
   .add(
     HttpApiEndpoint.get("live", "/health/live")
@@ -73,5 +76,10 @@ export class SystemApi extends HttpApiGroup.make("system")
       .addSuccess(HealthReport)
       .addError(Unhealthy)
       .annotate(OpenApi.Summary, "Per-component state; 503 when a component is down or the producer is blocked")
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", METRICS_PATH)
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4" }))
+      .annotate(OpenApi.Summary, "Prometheus metrics (text format 0.0.4), public like /health")
   ) {}
 

@@ -3,11 +3,12 @@ import { Clock, Duration, Effect, Either, Layer, Option } from "effect"
 import { formatInstantMicros } from "../domain/Ticker.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
+import { Metrics } from "../status/Metrics.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api } from "./Api.js"
 import { unroutedResponse } from "./ClientErrors.js"
 import { API_CSP, securityHeaders, type SecuritySettings } from "./Security.js"
-import { type HealthReport, Unhealthy } from "./HealthApi.js"
+import { type HealthReport, METRICS_PATH, Unhealthy } from "./HealthApi.js"
 
 /**
  * How long /health may wait for the database. Past it the store is reported down: a health probe
@@ -85,24 +86,39 @@ export const currentHealth = Effect.gen(function* () {
   return report
 })
 
+/** The Prometheus exposition of this process's Metrics; empty where the process has none (tests). */
+const metricsResponse = Effect.flatMap(Effect.serviceOption(Metrics), (metrics) =>
+  Option.isNone(metrics)
+    ? Effect.succeed(HttpServerResponse.text("", { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+    : Effect.map(metrics.value.exposition, ({ contentType, text }) =>
+        HttpServerResponse.text(text, { contentType, headers: { "cache-control": "no-store" } })
+      )
+)
+
 export const SystemLive = HttpApiBuilder.group(Api, "system", (handlers) =>
   Effect.gen(function* () {
     const context = yield* Effect.context<Health | TickRepo>()
-    return handlers.handle("live", () => Effect.succeed({ status: "ok" as const })).handle("health", () =>
-      currentHealth.pipe(
-        Effect.provide(context),
-        Effect.flatMap((report) => (report.status === "down" ? Effect.fail(new Unhealthy(report)) : Effect.succeed(report)))
+    return handlers
+      .handle("live", () => Effect.succeed({ status: "ok" as const }))
+      .handle("health", () =>
+        currentHealth.pipe(
+          Effect.provide(context),
+          Effect.flatMap((report) => (report.status === "down" ? Effect.fail(new Unhealthy(report)) : Effect.succeed(report)))
+        )
       )
-    )
+      .handle("metrics", () => metricsResponse)
   })
 )
 
 /**
- * A server with /health only, for the producer and consumer roles in their own processes
- * (HEALTH_PORT): same report and status codes as the API's /health, the security headers on every
- * answer, and JSON 404/405 for anything else.
+ * A server with /health and /metrics only, for the producer and consumer roles in their own processes
+ * (HEALTH_PORT): same report and status codes as the API's /health, the same exposition as the API's
+ * /metrics, the security headers on every answer, and JSON 404/405 for anything else.
  */
-const HEALTH_ONLY_ROUTES = [{ method: "GET", path: "/health" }]
+const HEALTH_ONLY_ROUTES = [
+  { method: "GET", path: "/health" },
+  { method: "GET", path: METRICS_PATH }
+]
 
 export const healthServer = <A, E, R>(
   server: Layer.Layer<A | HttpServer.HttpServer | HttpRouter.HttpRouter.DefaultServices, E, R>,
@@ -114,10 +130,12 @@ export const healthServer = <A, E, R>(
     HttpRouter.get("/health", report),
     // explicit, or the catch-all below would answer HEAD before the router's HEAD-as-GET fallback
     HttpRouter.head("/health", report),
+    HttpRouter.get(METRICS_PATH, metricsResponse),
+    HttpRouter.head(METRICS_PATH, metricsResponse),
     HttpRouter.all(
       "*",
       Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
-        unroutedResponse(request, HEALTH_ONLY_ROUTES, "this port (HEALTH_PORT) serves GET /health only")
+        unroutedResponse(request, HEALTH_ONLY_ROUTES, "this port (HEALTH_PORT) serves GET /health and GET /metrics only")
       )
     ),
     // the response is written inside the app, so headers go on through a pre-response handler

@@ -22,6 +22,8 @@ import { SystemLive } from "./HealthHttp.js"
 import { DashboardLive } from "../web/Dashboard.js"
 import { HttpMetricsLive } from "./HttpMetrics.js"
 import { KnownSymbols } from "./KnownSymbols.js"
+import { LiveFeed } from "./live/LiveFeed.js"
+import { LiveHttpLive } from "./live/StreamHttp.js"
 import { AggTradesLive, CoverageLive, etagMatches, tradesCsvHandler } from "./TradesHttp.js"
 
 /** The headers that point from one page of /trades/range to the next. */
@@ -166,8 +168,8 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
  * reads (TradeRepo) are built here, like the candle reads: their own read connection.
  */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([SystemLive, TradesLive, MarketLive, BiLive, AggTradesLive, CoverageLive]),
-  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive]),
+  Layer.provide([SystemLive, TradesLive, MarketLive, BiLive, AggTradesLive, CoverageLive, LiveHttpLive]),
+  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive, LiveFeed.Default]),
   Layer.provideMerge(AnswerCache.Default),
   Layer.provide(TradeRepo.Default)
 )

@@ -2,6 +2,7 @@ import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect
 import * as AppConfig from "../Config.js"
 import { BarBroker, Broker, type Channel, TradeBroker } from "../broker/Broker.js"
 import { Health } from "../status/Health.js"
+import { barLabels, type EventLabels, Metrics, tickerLabels, tradeLabels } from "../status/Metrics.js"
 import type { Tick } from "../domain/Ticker.js"
 import { BarSink, type Sink, TickSink, TradeSink } from "../store/TickSink.js"
 
@@ -26,6 +27,8 @@ interface ConsumerParts<A> {
   readonly kind: string
   readonly channel: Channel<A>
   readonly sink: Sink<A>
+  /** How /metrics labels its events. */
+  readonly labels: EventLabels<A>
   /** The event time (µs) of a batch's newest value, for /health's `newest_event_at`; none for kinds it does not track. */
   readonly newestMicros?: (values: ReadonlyArray<A>) => number
 }
@@ -39,6 +42,7 @@ const consume = <A>(parts: ConsumerParts<A>) =>
   Effect.gen(function* () {
     const { channel, sink } = parts
     const health = yield* Effect.serviceOption(Health)
+    const received = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))?.tally("received", parts.labels)
     const batchSize = yield* AppConfig.consumerBatchSize
     const batchWindow = yield* AppConfig.consumerBatchWindow
     const holding = (delta: number) => (Option.isSome(health) ? health.value.consumerHolding(delta) : Effect.void)
@@ -51,6 +55,7 @@ const consume = <A>(parts: ConsumerParts<A>) =>
       Stream.mapEffect((chunk) => {
         const deliveries = Chunk.toReadonlyArray(chunk)
         const values = deliveries.map((d) => d.value)
+        received?.count(values)
         return sink.writeBatch(values).pipe(
           Effect.tapError((e) => Effect.logError(`storing a batch of ${parts.kind} failed; retrying`, Cause.fail(e))),
           Effect.retry(sinkRetry),
@@ -70,12 +75,12 @@ const newestTick = (ticks: ReadonlyArray<Tick>) => ticks.reduce((newest, t) => M
 
 /** The consumer role for ticks. */
 export const runConsumer = Effect.gen(function* () {
-  yield* consume({ kind: "ticks", channel: yield* Broker, sink: yield* TickSink, newestMicros: newestTick })
+  yield* consume({ kind: "ticks", channel: yield* Broker, sink: yield* TickSink, labels: tickerLabels, newestMicros: newestTick })
 }).pipe(Effect.annotateLogs({ service: "consumer" }))
 
 /** The consumer of the stream's trades and closed bars (SOURCE=stream or both), beside the ticks' one. */
 export const runStreamConsumer = Effect.gen(function* () {
-  const trades = consume({ kind: "trades", channel: yield* TradeBroker, sink: yield* TradeSink })
-  const bars = consume({ kind: "bars", channel: yield* BarBroker, sink: yield* BarSink })
+  const trades = consume({ kind: "trades", channel: yield* TradeBroker, sink: yield* TradeSink, labels: tradeLabels })
+  const bars = consume({ kind: "bars", channel: yield* BarBroker, sink: yield* BarSink, labels: barLabels })
   yield* Effect.all([trades, bars], { concurrency: "unbounded", discard: true })
 }).pipe(Effect.annotateLogs({ service: "consumer" }))

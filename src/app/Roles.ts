@@ -9,6 +9,8 @@ import { BarBroker, Broker, TradeBroker } from "../broker/Broker.js"
 import { DirectBarBrokerLive, DirectBrokerLive, DirectTradeBrokerLive } from "../broker/DirectBroker.js"
 import { KafkaBarBrokerLive, KafkaBrokerLive, KafkaTradeBrokerLive } from "../broker/kafka/KafkaBroker.js"
 import { Health } from "../status/Health.js"
+import { Metrics } from "../status/Metrics.js"
+import { StatusProbesLive } from "../status/StatusProbes.js"
 import { makeJsonlSink } from "../store/JsonlSink.js"
 import { SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
@@ -166,6 +168,13 @@ const runSource = Effect.flatMap(MarketSource, (source) => source.run)
 
 const StoreLive = Layer.mergeAll(TickRepo.Default, TradeRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
 
+/**
+ * A role's layer with its /metrics: the Metrics service under everything (so every part built from
+ * `layer` counts into it), and the scrape-time probes of /health's state and the store over it all.
+ */
+const withMetrics = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+  StatusProbesLive.pipe(Layer.provideMerge(layer), Layer.provideMerge(Metrics.Default))
+
 type Loop = Effect.Effect<unknown, unknown, unknown>
 
 /**
@@ -294,10 +303,12 @@ export const runRole = (role: Role) =>
       case "all":
         return yield* runLoops({ producer: runSource, consumer, api, background: repair }).pipe(
           Effect.provide(
-            SourceLive.pipe(
-              Layer.provideMerge(Layer.mergeAll(SinkLive, BrokerLive, StreamSinksLive, StreamBrokersLive, BinanceLive)),
-              Layer.provideMerge(StoreLive),
-              Layer.provideMerge(Health.Default)
+            withMetrics(
+              SourceLive.pipe(
+                Layer.provideMerge(Layer.mergeAll(SinkLive, BrokerLive, StreamSinksLive, StreamBrokersLive, BinanceLive)),
+                Layer.provideMerge(StoreLive),
+                Layer.provideMerge(Health.Default)
+              )
             )
           )
         )
@@ -305,19 +316,23 @@ export const runRole = (role: Role) =>
         // A finite source (replay) ends the producer process once everything is handed to Kafka.
         return yield* runLoops({ producer: runSource, api: healthLoop, untilProducerEnds: true }).pipe(
           Effect.provide(
-            SourceLive.pipe(Layer.provideMerge(Layer.mergeAll(BrokerLive, StreamBrokersLive, BinanceLive)), Layer.provideMerge(Health.Default))
+            withMetrics(
+              SourceLive.pipe(Layer.provideMerge(Layer.mergeAll(BrokerLive, StreamBrokersLive, BinanceLive)), Layer.provideMerge(Health.Default))
+            )
           )
         )
       case "consumer":
         return yield* runLoops({ consumer, api: healthLoop, background: repair }).pipe(
           Effect.provide(
-            Layer.mergeAll(SinkLive, BrokerLive, StreamSinksLive, StreamBrokersLive, BinanceLive).pipe(
-              Layer.provideMerge(StoreLive),
-              Layer.provideMerge(Health.Default)
+            withMetrics(
+              Layer.mergeAll(SinkLive, BrokerLive, StreamSinksLive, StreamBrokersLive, BinanceLive).pipe(
+                Layer.provideMerge(StoreLive),
+                Layer.provideMerge(Health.Default)
+              )
             )
           )
         )
       case "api":
-        return yield* runLoops({ api }).pipe(Effect.provide(StoreLive.pipe(Layer.provideMerge(Health.Default))))
+        return yield* runLoops({ api }).pipe(Effect.provide(withMetrics(StoreLive.pipe(Layer.provideMerge(Health.Default)))))
     }
   })

@@ -5,6 +5,7 @@ import * as AppConfig from "../Config.js"
 import { DecimalString, type TickerSymbol } from "../domain/Ticker.js"
 import { isoInstant, MINUTE_MS } from "../domain/Time.js"
 import { fromBinanceAggTrade, type Trade, TRADE_REST_SOURCE } from "../domain/Trade.js"
+import { gauges, Metrics } from "../status/Metrics.js"
 import {
   type BinanceError,
   BinanceRejected,
@@ -88,6 +89,23 @@ const make = Effect.gen(function* () {
     }
   }
   const weight = yield* Ref.make(Option.none<WeightObservation>())
+  const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
+  /** Counts one request by path and status; "error" when no answer came. */
+  const counted = (path: string, status: number | "error") => {
+    metrics?.binanceRequests.inc({ endpoint: path, status: String(status) })
+  }
+  if (metrics !== undefined) {
+    // Binance's weight counter starts again every minute: an observation from an earlier minute is 0 now.
+    yield* metrics.probe(
+      gauges.binanceUsedWeight,
+      Effect.zipWith(Ref.get(weight), Clock.currentTimeMillis, (observed, now) =>
+        Option.isSome(observed) ? [{ labels: {}, value: observed.value.observedAt >= now - (now % MINUTE_MS) ? observed.value.usedWeight1m : 0 }] : []
+      )
+    )
+    const waitMs = Effect.zipWith(Ref.get(blockedUntil), Clock.currentTimeMillis, (until, now) => Math.max(0, until - now))
+    yield* metrics.probe(gauges.binanceRateLimited, Effect.map(waitMs, (ms) => [{ labels: {}, value: ms > 0 ? 1 : 0 }]))
+    yield* metrics.probe(gauges.binanceRateLimitWait, Effect.map(waitMs, (ms) => [{ labels: {}, value: Math.ceil(ms / 1000) }]))
+  }
 
   const waitForClearance = Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
@@ -129,7 +147,8 @@ const make = Effect.gen(function* () {
         Effect.catchTags({
           RequestError: (e) => Effect.fail(new BinanceUnavailable({ reason: "network", detail: e.message })),
           ResponseError: (e) => Effect.fail(new BinanceUnavailable({ reason: "network", detail: e.message }))
-        })
+        }),
+        Effect.tapBoth({ onFailure: () => Effect.sync(() => counted(path, "error")), onSuccess: (r) => Effect.sync(() => counted(path, r.status)) })
       )
       const used = Number(response.headers["x-mbx-used-weight-1m"] ?? response.headers["x-mbx-used-weight"])
       if (Number.isFinite(used)) {
@@ -253,7 +272,8 @@ const make = Effect.gen(function* () {
 })
 
 export class BinanceClient extends Effect.Service<BinanceClient>()("binance/BinanceClient", {
-  effect: make,
+  // scoped: its /metrics probes last as long as the client
+  scoped: make,
   dependencies: [NodeHttpClient.layerUndici]
 }) {}
 

@@ -1,5 +1,6 @@
 import { Effect, Layer, Mailbox, Option } from "effect"
 import * as AppConfig from "../Config.js"
+import { type EventKind, probeQueueDepth } from "../status/Metrics.js"
 import { BarBroker, Broker, BrokerError, type Channel, type Delivery, TradeBroker } from "./Broker.js"
 
 /**
@@ -31,8 +32,12 @@ export const makeDirectChannel = <A>(capacity: number) =>
     return channel
   })
 
-const channelOf = <A>() => Effect.flatMap(AppConfig.directQueueCapacity, (capacity) => makeDirectChannel<A>(capacity))
+/** A channel of `kind`, its queue depth on /metrics. */
+const channelOf = <A>(kind: EventKind) =>
+  Effect.flatMap(AppConfig.directQueueCapacity, (capacity) => makeDirectChannel<A>(capacity)).pipe(
+    Effect.tap((channel) => probeQueueDepth(kind, channel.pending))
+  )
 
-export const DirectBrokerLive = Layer.scoped(Broker, channelOf())
-export const DirectTradeBrokerLive = Layer.scoped(TradeBroker, channelOf())
-export const DirectBarBrokerLive = Layer.scoped(BarBroker, channelOf())
+export const DirectBrokerLive = Layer.scoped(Broker, channelOf("ticker"))
+export const DirectTradeBrokerLive = Layer.scoped(TradeBroker, channelOf("trade"))
+export const DirectBarBrokerLive = Layer.scoped(BarBroker, channelOf("bar"))

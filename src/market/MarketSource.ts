@@ -1,6 +1,7 @@
 import { Context, Deferred, Duration, Effect, Exit, Option } from "effect"
 import { Broker, type BrokerError, type Channel } from "../broker/Broker.js"
 import { Health } from "../status/Health.js"
+import { type EventLabels, Metrics, tickerLabels } from "../status/Metrics.js"
 import type { MarketSourceName } from "../Config.js"
 import type { Tick } from "../domain/Ticker.js"
 import { StopRequested } from "../app/Shutdown.js"
@@ -46,26 +47,39 @@ const BLOCKED_AFTER = Duration.seconds(1)
 /**
  * A channel's `publish` as every source uses it: a full broker buffer suspends it (backpressure), and
  * after BLOCKED_AFTER /health shows the producer `blocked`; the batch is counted until the broker
- * has it, so a publish cut short by a stop shows in the shutdown line.
+ * has it, so a publish cut short by a stop shows in the shutdown line. With `labels`, what the broker
+ * took counts in /metrics' `csp_events_published_total`.
  */
 export const watchedPublishTo = <A>(
-  channel: Channel<A>
+  channel: Channel<A>,
+  labels?: EventLabels<A>
 ): Effect.Effect<(values: ReadonlyArray<A>) => Effect.Effect<void, BrokerError>, never, Health> =>
-  Effect.map(Health, (health) => (values: ReadonlyArray<A>) => {
-    const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
-      Effect.zipRight(
-        health.producerBlocked(
-          `the broker has not taken ${values.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
-        )
-      ),
-      Effect.zipRight(Effect.never)
-    )
-    // Counted until the broker has them; a publish cut short by a stop stays counted (the shutdown line).
-    return health.producerPublishing(values.length).pipe(
-      Effect.zipRight(Effect.raceFirst(channel.publish(values), blocked)),
-      Effect.onExit((exit) => (Exit.isInterrupted(exit) ? Effect.void : health.producerPublishing(-values.length)))
-    )
+  Effect.gen(function* () {
+    const health = yield* Health
+    const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
+    const published = labels === undefined ? undefined : metrics?.tally("published", labels)
+    const publish =
+      published === undefined
+        ? channel.publish
+        : (values: ReadonlyArray<A>) => Effect.tap(channel.publish(values), () => Effect.sync(() => published.count(values)))
+    return (values: ReadonlyArray<A>) => {
+      const blocked = Effect.sleep(BLOCKED_AFTER).pipe(
+        Effect.zipRight(
+          health.producerBlocked(
+            `the broker has not taken ${values.length} event(s) for over ${Duration.format(BLOCKED_AFTER)}: the store is failing or too slow (see the store and broker components)`
+          )
+        ),
+        Effect.zipRight(Effect.never)
+      )
+      // Counted until the broker has them; a publish cut short by a stop stays counted (the shutdown line).
+      return health.producerPublishing(values.length).pipe(
+        Effect.zipRight(Effect.raceFirst(publish(values), blocked)),
+        Effect.onExit((exit) => (Exit.isInterrupted(exit) ? Effect.void : health.producerPublishing(-values.length)))
+      )
+    }
   })
 
 /** `watchedPublishTo` the ticks' broker. */
-export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker | Health> = Effect.flatMap(Broker, watchedPublishTo)
+export const watchedPublish: Effect.Effect<Publish<BrokerError>, never, Broker | Health> = Effect.flatMap(Broker, (broker) =>
+  watchedPublishTo(broker, tickerLabels)
+)

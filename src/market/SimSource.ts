@@ -6,6 +6,7 @@ import { makeSimTrades, type SimTrades } from "../domain/SimTrades.js"
 import { formatInstantMicros } from "../domain/Ticker.js"
 import type { Trade } from "../domain/Trade.js"
 import { Health } from "../status/Health.js"
+import { tradeLabels } from "../status/Metrics.js"
 import { MarketSource, type Publish, type StopSignal, stopSignal, watchedPublish, watchedPublishTo } from "./MarketSource.js"
 
 /** At most this long between two publishes while the market is on schedule (events due are batched). */
@@ -195,7 +196,7 @@ export const SimSourceLive = Layer.effect(
   Effect.gen(function* () {
     const publish = yield* watchedPublish
     const tradeBroker = yield* Effect.serviceOption(TradeBroker)
-    const publishTrades = Option.isSome(tradeBroker) ? yield* watchedPublishTo(tradeBroker.value) : undefined
+    const publishTrades = Option.isSome(tradeBroker) ? yield* watchedPublishTo(tradeBroker.value, tradeLabels) : undefined
     return yield* makeSimSource(publish, publishTrades)
   })
 )

@@ -5,6 +5,7 @@ import type { Candle } from "../domain/Candles.js"
 import { decodeStreamMessage, streamGroups } from "../domain/StreamMessage.js"
 import type { Trade } from "../domain/Trade.js"
 import { Health, type StreamConnectionHealth } from "../status/Health.js"
+import { barLabels, Metrics, tradeLabels } from "../status/Metrics.js"
 import { MarketSource, stopSignal, watchedPublishTo } from "./MarketSource.js"
 import { type Connection, type ConnectionEvent, openConnection } from "./stream/Connection.js"
 import { AttemptLimiter, backoffMs, REJECTED_RETRY_MS } from "./stream/Reconnect.js"
@@ -58,8 +59,9 @@ type Signal = { readonly slot: Slot; readonly conn: Conn; readonly event: Connec
  */
 const runStream = Effect.gen(function* () {
   const health = yield* Health
-  const publishTrades = yield* watchedPublishTo((yield* TradeBroker))
-  const publishBars = yield* watchedPublishTo((yield* BarBroker))
+  const publishTrades = yield* watchedPublishTo(yield* TradeBroker, tradeLabels)
+  const publishBars = yield* watchedPublishTo(yield* BarBroker, barLabels)
+  const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
   const symbols = yield* AppConfig.symbols
   const origin = yield* AppConfig.binanceWsUrl
   const staleMs = Duration.toMillis(yield* AppConfig.streamStale)
@@ -208,6 +210,7 @@ const runStream = Effect.gen(function* () {
           }
           slot.active = undefined
           slot.reconnects++
+          metrics?.streamReconnect(slot.name)
           if (slot.state !== "rejected") {
             slot.state = "reconnecting"
             slot.detail = `connection lost: ${event.detail}`
@@ -233,6 +236,7 @@ const runStream = Effect.gen(function* () {
           active.handle.terminate()
           slot.active = undefined
           slot.reconnects++
+          metrics?.streamReconnect(slot.name)
           slot.state = "reconnecting"
           slot.detail = `no data for ${Math.round(silentFor / 1000)} s`
           scheduleRetry(slot, now)
@@ -297,6 +301,7 @@ const runStream = Effect.gen(function* () {
     }
     if (dropped > droppedSaid) {
       yield* Effect.logWarning(`${dropped - droppedSaid} stream event(s) dropped: the broker does not take them fast enough; the missing trades are repaired from REST`)
+      metrics?.streamDropped(dropped - droppedSaid)
       droppedSaid = dropped
     }
   }

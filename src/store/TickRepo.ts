@@ -37,7 +37,7 @@ const toEvent = (row: TickRow): TickerEvent => {
 const contractFields =
   "'timestamp_utc', timestamp_utc, 'symbol', symbol, 'lastPrice', last_price, " +
   "'priceChangePercent', price_change_percent, 'volume', volume, 'source', source"
-const EVENT_JSON = `CASE WHEN event_time IS NULL THEN json_object(${contractFields}) ELSE json_object(${contractFields}, 'event_time', event_time) END`
+export const EVENT_JSON = `CASE WHEN event_time IS NULL THEN json_object(${contractFields}) ELSE json_object(${contractFields}, 'event_time', event_time) END`
 
 /** An answer of the JSON reads: the events as one JSON array, how many, and the last one's instant (µs). */
 const JsonPage = Schema.Struct({ json: Schema.String, rows: Schema.Number, last_us: Schema.NullOr(Schema.Number) })

@@ -1,7 +1,8 @@
 import { SqlError } from "@effect/sql"
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Option } from "effect"
 import type { Tick } from "../domain/Ticker.js"
 import { isoInstant } from "../domain/Time.js"
+import { Metrics, tickerLabels } from "../status/Metrics.js"
 import { writerConnection } from "./RawSqlite.js"
 import { makeTickMerge } from "./TickCandles.js"
 
@@ -15,6 +16,9 @@ import { makeTickMerge } from "./TickCandles.js"
 export class TickWriter extends Effect.Service<TickWriter>()("store/TickWriter", {
   scoped: Effect.gen(function* () {
     const db = yield* writerConnection("the tick store")
+    const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
+    const storedTally = metrics?.tally("stored", tickerLabels)
+    const observeBatch = metrics?.sqliteBatch("ticker")
 
     const insertTick = db.prepare(
       `INSERT INTO ticks (symbol, ts_us, timestamp_utc, last_price, price_change_percent, volume, source, event_time, ingested_at)
@@ -66,11 +70,21 @@ export class TickWriter extends Effect.Service<TickWriter>()("store/TickWriter",
       return stored
     })
 
-    /** Runs one transaction function; a failure (SQLITE_BUSY, SQLITE_FULL, …) has rolled it back. */
-    const run = <A>(what: string, f: (ingestedAt: string, now: number) => A) =>
+    /**
+     * Runs one transaction function; a failure (SQLITE_BUSY, SQLITE_FULL, …) has rolled it back. What
+     * it stored is counted in the same synchronous step as its COMMIT, so /metrics never disagrees
+     * with the table.
+     */
+    const run = (what: string, ticks: ReadonlyArray<Tick>, f: (ingestedAt: string, now: number) => ReadonlyArray<Tick>) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.try({
-          try: () => f(isoInstant(now), now),
+          try: () => {
+            const started = performance.now()
+            const stored = f(isoInstant(now), now)
+            observeBatch?.(ticks.length, (performance.now() - started) / 1000)
+            storedTally?.count(stored)
+            return stored
+          },
           catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to ${what}` })
         })
       )
@@ -78,13 +92,13 @@ export class TickWriter extends Effect.Service<TickWriter>()("store/TickWriter",
     return {
       /** Stores the ticks and returns those that were new, in batch order; no candles (test fixtures, imports). */
       insertMany: (ticks: ReadonlyArray<Tick>) =>
-        ticks.length === 0 ? Effect.succeed([]) : run("store ticks", (ingestedAt) => insertOnly(ticks, ingestedAt)),
+        ticks.length === 0 ? Effect.succeed([]) : run("store ticks", ticks, (ingestedAt) => insertOnly(ticks, ingestedAt)),
       /**
        * The consumer's write: the ticks, and the new ones merged into their 1m and daily candles, in
        * one transaction, so stored ticks never miss their candles (a replay of them is not new).
        */
       storeBatch: (ticks: ReadonlyArray<Tick>) =>
-        ticks.length === 0 ? Effect.succeed([]) : run("store the batch", (ingestedAt, now) => insertWithCandles(ticks, ingestedAt, now))
+        ticks.length === 0 ? Effect.succeed([]) : run("store the batch", ticks, (ingestedAt, now) => insertWithCandles(ticks, ingestedAt, now))
     } as const
   })
 }) {}

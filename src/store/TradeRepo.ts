@@ -70,7 +70,7 @@ const MaybeTrade = Schema.UndefinedOr(Schema.Struct({ id: Schema.Number, us: Sch
 const decodeTrade = Schema.decodeUnknownSync(MaybeTrade)
 
 /** The contract JSON of a `trades` row, built by SQLite (what `domain/Trade.tradeJson` writes). */
-const TRADE_JSON =
+export const TRADE_JSON =
   "json_object('symbol', symbol, 'agg_trade_id', agg_trade_id, 'price', price, 'quantity', quantity, " +
   "'first_trade_id', first_trade_id, 'last_trade_id', last_trade_id, 'trade_time', " +
   "strftime('%Y-%m-%dT%H:%M:%S', trade_time_us / 1000000, 'unixepoch') || '.' || printf('%06d', trade_time_us % 1000000) || '+00:00', " +

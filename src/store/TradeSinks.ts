@@ -1,8 +1,9 @@
 import { Path } from "@effect/platform"
 import { SqlClient, SqlError } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { Candle } from "../domain/Candles.js"
 import { type Trade, tradeJson } from "../domain/Trade.js"
+import { barLabels, Metrics } from "../status/Metrics.js"
 import { CandleRepo } from "./CandleRepo.js"
 import { makeDayLog } from "./DayLog.js"
 import { BarSink, SinkError, TradeSink } from "./TickSink.js"
@@ -104,10 +105,19 @@ export const makeJsonlTradeSink = (rawDir: string) =>
 export const makeBarSink = Effect.gen(function* () {
   const candles = yield* CandleRepo
   const sql = yield* SqlClient.SqlClient
+  const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
+  const storedTally = metrics?.tally("stored", barLabels)
+  const observeBatch = metrics?.sqliteBatch("bar")
+  /** Every kline written counts as stored: the upsert does not tell a new one from a repeat. */
+  const counted = (bars: ReadonlyArray<Candle>, started: number) =>
+    Effect.sync(() => {
+      observeBatch?.(bars.length, (performance.now() - started) / 1000)
+      storedTally?.count(bars)
+    })
   return BarSink.of({
     name: "sqlite-bars",
     writeBatch: (bars: ReadonlyArray<Candle>) =>
-      candles.upsert(bars, "klines").pipe(
+      Effect.suspend(() => Effect.zipLeft(candles.upsert(bars, "klines"), counted(bars, performance.now()))).pipe(
         // @effect/sql turns a failed COMMIT into a defect; in WAL mode that is where a full disk
         // (SQLITE_FULL) shows. SQLite may or may not have rolled the transaction back (its docs), so
         // roll back explicitly (an error here only means nothing was open) and retry the batch.

@@ -1,7 +1,8 @@
 import { SqlClient, SqlError } from "@effect/sql"
-import { Clock, Effect, Schema } from "effect"
+import { Clock, Effect, Option, Schema } from "effect"
 import type { Trade } from "../domain/Trade.js"
 import { isoInstant } from "../domain/Time.js"
+import { Metrics, tradeLabels } from "../status/Metrics.js"
 import { writerConnection } from "./RawSqlite.js"
 
 /** A range of aggregate trade ids of one symbol, both ends included. */
@@ -74,6 +75,9 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
   scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const db = yield* writerConnection("the trade store")
+    const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
+    const storedTally = metrics?.tally("stored", tradeLabels)
+    const observeBatch = metrics?.sqliteBatch("trade")
 
     const maxId = db.prepare("SELECT MAX(agg_trade_id) AS max FROM trades WHERE symbol = ?")
     const insertTrade = db.prepare(
@@ -111,7 +115,7 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
             const gap = { symbol, fromId: high + 1, toId: t.id - 1 }
             if (insertGap.run(symbol, gap.fromId, gap.toId, detectedAt).changes > 0) gaps.push(gap)
           }
-          stored += insertTrade.run(
+          const { changes } = insertTrade.run(
             symbol,
             t.id,
             t.price,
@@ -121,7 +125,11 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
             t.timeMicros,
             t.isBuyerMaker ? 1 : 0,
             t.source
-          ).changes
+          )
+          if (changes > 0) {
+            stored += changes
+            storedTally?.add(t)
+          }
           if (high === undefined || t.id > high) high = t.id
         }
       }
@@ -164,7 +172,21 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
         trades.length === 0
           ? Effect.succeed({ stored: 0, gaps: [] })
           : Effect.flatMap(Clock.currentTimeMillis, (now) =>
-              run("store the trades", () => store.immediate(trades, isoInstant(now)))
+              run("store the trades", () => {
+                const started = performance.now()
+                let result: StoredTrades
+                try {
+                  result = store.immediate(trades, isoInstant(now))
+                } catch (e) {
+                  storedTally?.discard() // rolled back: nothing of it is stored
+                  throw e
+                }
+                // counted in the step of the COMMIT, so /metrics never disagrees with the tables
+                observeBatch?.(trades.length, (performance.now() - started) / 1000)
+                storedTally?.commit()
+                for (const gap of result.gaps) metrics?.tradeGaps(gap.symbol, "found", gap.toId - gap.fromId + 1, 1)
+                return result
+              })
             ),
 
       /** The gaps waiting for repair, found longest ago first. */
@@ -177,7 +199,15 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
        */
       settleGap: (gap: TradeGap, parts: ReadonlyArray<GapSettlement>, at: string) =>
         Effect.sync(() => splitGap(gap, parts)).pipe(
-          Effect.flatMap((rows) => run("settle a trade gap", () => settle.immediate(gap, rows, at))),
+          Effect.flatMap((rows) =>
+            run("settle a trade gap", () => {
+              const settled = settle.immediate(gap, rows, at)
+              if (settled && metrics !== undefined) {
+                for (const row of rows) if (row.state !== "missing") metrics.tradeGaps(gap.symbol, row.state, row.toId - row.fromId + 1)
+              }
+              return settled
+            })
+          ),
           Effect.tap((settled) =>
             settled
               ? Effect.void

@@ -13,7 +13,8 @@ import { API_KEY_HEADER } from "./keys.js"
 
 /** Headers browser scripts may read: caching, paging (/trades/range), rate limiting. */
 const EXPOSED_HEADERS = ["ETag", "Link", "x-next-cursor", "Retry-After", "x-ratelimit-limit", "x-ratelimit-remaining"]
-const ALLOWED_HEADERS = [API_KEY_HEADER, "content-type", "if-none-match"]
+// last-event-id: a cross-origin /stream client resumes with it (it is not CORS-safelisted)
+const ALLOWED_HEADERS = [API_KEY_HEADER, "content-type", "if-none-match", "last-event-id"]
 
 const varyOrigin = (response: HttpServerResponse.HttpServerResponse) => {
   const current = response.headers["vary"]

@@ -2,11 +2,11 @@ import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform
 import { Effect, Option } from "effect"
 import { createHash } from "node:crypto"
 import { UNAUTHORIZED_HEADERS } from "./keys.js"
-import { isPublicPath, pathOf, type SecuritySettings, SWAGGER_PATH } from "./settings.js"
+import { DASHBOARD_PATHS, isPublicPath, pathOf, type SecuritySettings, SWAGGER_PATH } from "./settings.js"
 
 /**
  * The headers every response carries (SECURITY.md, "Clickjacking, MIME sniffing, script injection"),
- * the Swagger UI page's own CSP, and the cache rule for keyed answers.
+ * the Swagger UI page's and the dashboard's own CSPs, and the cache rule for keyed answers.
  */
 
 /** The CSP of every response but the Swagger UI page: an API answer loads nothing and is never framed. */
@@ -50,6 +50,35 @@ export const swaggerCsp = (response: HttpServerResponse.HttpServerResponse): str
   return policy
 }
 
+/** The policies `dashboardCsp` made: a dashboard response that carries one of them keeps it. */
+const dashboardPolicies = new Set<string>()
+
+/**
+ * The dashboard page's CSP: its own script and stylesheet (from 'self', no inline script at all), the
+ * inline styles its chart library injects, allowed by hash (`styleHashes`: `sha256-…` sources, from the
+ * build), same-origin data calls (the API and its stream), data: images; nothing else, never framed.
+ * The page's response carries it, and `headersMiddleware` keeps it there (on the dashboard's paths only).
+ */
+export const dashboardCsp = (styleHashes: ReadonlyArray<string>): string => {
+  const styles = ["'self'", ...styleHashes.map((h) => `'${h}'`)].join(" ")
+  const policy =
+    `default-src 'none'; script-src 'self'; style-src ${styles}; img-src 'self' data:; connect-src 'self'; ` +
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+  dashboardPolicies.add(policy)
+  return policy
+}
+
+/**
+ * The CSP a response gets: the Swagger UI page's, the dashboard's own (as its handler set it, on a 304
+ * too: a browser revalidating the page replaces its stored headers with the 304's), or `API_CSP`.
+ */
+const policyFor = (path: string, response: HttpServerResponse.HttpServerResponse): string => {
+  if (path === SWAGGER_PATH && response.status === 200) return swaggerCsp(response)
+  const own = response.headers["content-security-policy"]
+  const dashboard = (response.status === 200 || response.status === 304) && DASHBOARD_PATHS.includes(path)
+  return dashboard && own !== undefined && dashboardPolicies.has(own) ? own : API_CSP
+}
+
 /**
  * Puts the security headers on every response the app gives, its failures' included (404, 405, 400,
  * 401, 429, a CORS preflight). A 401 also says how to authenticate and is never cached. Behind API
@@ -62,7 +91,7 @@ export const headersMiddleware = (settings: SecuritySettings) => {
   const stamp = (path: string) => (response: HttpServerResponse.HttpServerResponse) => {
     let out = HttpServerResponse.setHeaders(response, {
       ...base,
-      "content-security-policy": path === SWAGGER_PATH && response.status === 200 ? swaggerCsp(response) : API_CSP
+      "content-security-policy": policyFor(path, response)
     })
     if (out.status === 401) return HttpServerResponse.setHeaders(out, UNAUTHORIZED_HEADERS)
     const caching = out.headers["cache-control"]

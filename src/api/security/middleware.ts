@@ -54,11 +54,12 @@ const keyedRoutes = (api: HttpApi.HttpApi.Any): ReadonlyArray<RouteShape> => {
 
 /**
  * The key check for requests that reach no `ApiKeyAuth` endpoint: every path but the public ones
- * (health; the docs with API_PUBLIC_DOCS=true) needs a valid key, so an unknown path or method answers
- * 401 rather than revealing itself with a 404 or 405. A request for a keyed endpoint (HEAD included,
- * its path matched as the router matches it) is left to that endpoint's `ApiKeyAuth`. A mismatch
- * fails safe: an endpoint request not recognised here is checked twice, and a request wrongly taken
- * for one reaches no handler (the router answers 404 or 405, serving nothing).
+ * (health, the dashboard's page and assets; the docs with API_PUBLIC_DOCS=true) needs a valid key, so
+ * an unknown path or method answers 401 rather than revealing itself with a 404 or 405. A request
+ * for a keyed endpoint (HEAD included, its path matched as the router matches it) is left to that
+ * endpoint's `ApiKeyAuth`. A mismatch fails safe: an endpoint request not recognised here is checked
+ * twice, and a request wrongly taken for one reaches no handler (the router answers 404 or 405,
+ * serving nothing).
  */
 const keyGate = (settings: SecuritySettings, matchKey: (presented: string | undefined) => number, routes: ReadonlyArray<RouteShape>) =>
   <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>

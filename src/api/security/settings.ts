@@ -7,12 +7,17 @@ import { parseApiKeys } from "./keys.js"
  * Every protection is off when its variable is unset.
  */
 
-/** Health paths stay public and are never rate limited: a refused or throttled probe gets a service restarted. */
-export const HEALTH_PATHS: ReadonlyArray<string> = ["/health", "/health/live"]
+/** Health paths (and the Prometheus scrape) stay public and are never rate limited: a refused or throttled probe gets a service restarted. */
+export const HEALTH_PATHS: ReadonlyArray<string> = ["/health", "/health/live", "/metrics"]
 /** Served without a key only when API_PUBLIC_DOCS=true. */
 export const DOCS_PATHS: ReadonlyArray<string> = ["/docs", "/openapi.json"]
 /** The Swagger UI page, which gets a CSP that lets its inline script and styles run. */
 export const SWAGGER_PATH = "/docs"
+/**
+ * The dashboard (src/web/Dashboard.ts): the page and its script and stylesheet. Served without a key
+ * whatever API_KEYS says: they carry no data (the page asks for a key and sends it on every data call).
+ */
+export const DASHBOARD_PATHS: ReadonlyArray<string> = ["/", "/assets/dashboard.js", "/assets/dashboard.css"]
 
 export interface RateLimitSettings {
   /** Tokens added to a client's bucket per minute. */
@@ -44,7 +49,7 @@ export const pathOf = (url: string) => {
 
 /** Served without a key whatever API_KEYS says. */
 export const isPublicPath = (settings: SecuritySettings, path: string) =>
-  HEALTH_PATHS.includes(path) || (settings.publicDocs && DOCS_PATHS.includes(path))
+  HEALTH_PATHS.includes(path) || DASHBOARD_PATHS.includes(path) || (settings.publicDocs && DOCS_PATHS.includes(path))
 
 /** CORS_ORIGINS: "*" or exact origins (scheme://host[:port], as browsers send them). */
 export const parseOrigins = (raw: string): "*" | ReadonlyArray<string> | undefined => {

@@ -3,6 +3,7 @@ import type { Candle } from "../../domain/Candles.js"
 import type { Tick } from "../../domain/Ticker.js"
 import type { Trade } from "../../domain/Trade.js"
 import type { Health } from "../../status/Health.js"
+import { type EventKind, probeQueueDepth } from "../../status/Metrics.js"
 import { BarBroker, Broker, type Channel, TradeBroker } from "../Broker.js"
 import { barCodec } from "./barCodec.js"
 import { KafkaSettings, makeKafka } from "./client.js"
@@ -22,6 +23,7 @@ export interface TopicChannel<A> {
   readonly topic: (settings: KafkaSettings) => string
   readonly groupId: (settings: KafkaSettings) => string
   readonly codec: TopicCodec<A>
+  readonly kind: EventKind
 }
 
 /**
@@ -29,13 +31,19 @@ export interface TopicChannel<A> {
  * member of a group, whatever that member subscribed to, so one group over two topics would give a
  * trades consumer partitions of the prices topic (and leave them unconsumed).
  */
-export const ticksChannel: TopicChannel<Tick> = { topic: (s) => s.topic, groupId: (s) => s.groupId, codec: tickCodec }
+export const ticksChannel: TopicChannel<Tick> = { topic: (s) => s.topic, groupId: (s) => s.groupId, codec: tickCodec, kind: "ticker" }
 export const tradesChannel: TopicChannel<Trade> = {
   topic: (s) => s.tradesTopic,
   groupId: (s) => `${s.groupId}.trades`,
-  codec: tradeCodec
+  codec: tradeCodec,
+  kind: "trade"
 }
-export const barsChannel: TopicChannel<Candle> = { topic: (s) => s.barsTopic, groupId: (s) => `${s.groupId}.bars`, codec: barCodec }
+export const barsChannel: TopicChannel<Candle> = {
+  topic: (s) => s.barsTopic,
+  groupId: (s) => `${s.groupId}.bars`,
+  codec: barCodec,
+  kind: "bar"
+}
 
 /** The parts of one topic: a kafkajs client, its link to /health, topic setup, outbox and subscription. */
 const makeChannel = <A>(spec: TopicChannel<A>) =>
@@ -61,10 +69,12 @@ const build = <A>(spec: TopicChannel<A>, settings: KafkaSettings, topic: string)
       link,
       ready: topics.ready,
       topic,
+      kind: spec.kind,
       groupId: spec.groupId(settings),
       codec,
       toDelivery: (value: A, receipt) => ({ value, receipt })
     })
+    yield* probeQueueDepth(spec.kind, subscription.pending)
 
     // Shutdown: stop fetching, then release the consumer and flush the producer side by side, so that even
     // with Kafka unreachable it stays within a few seconds.

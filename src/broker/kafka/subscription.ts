@@ -15,6 +15,8 @@ import {
   Stream
 } from "effect"
 import type { EachBatchPayload, Kafka, KafkaMessage } from "kafkajs"
+import * as AppConfig from "../../Config.js"
+import { type EventKind, type EventLabels, gauges, Metrics, type Sample } from "../../status/Metrics.js"
 import { BrokerError } from "../Broker.js"
 import { call, describe, disconnect, KAFKAJS_RETRY, reconnectPolicy } from "./client.js"
 import type { TopicCodec } from "./codec.js"
@@ -32,6 +34,8 @@ export interface SubscriptionOptions<A, D> {
   /** Completed once the topic exists. */
   readonly ready: Deferred.Deferred<void>
   readonly topic: string
+  /** What the topic carries, for /metrics. */
+  readonly kind: EventKind
   readonly groupId: string
   readonly codec: TopicCodec<A>
   /** The delivery the subscriber gets for a decoded value. */
@@ -49,6 +53,23 @@ export interface Subscription<D> {
   readonly pending: Effect.Effect<number>
 }
 
+/**
+ * Labels of messages moved to the DLQ: they did not decode, so the source is unknown, and the key is
+ * the symbol only when it is a configured one (a bounded label whatever the topic holds).
+ */
+const poisonLabels = (kind: EventKind) =>
+  Effect.map(Effect.orElseSucceed(AppConfig.symbols, () => []), (symbols): EventLabels<Poison> => {
+    const known = new Set<string>(symbols)
+    return {
+      kind,
+      source: () => "unknown",
+      symbol: ({ message }) => {
+        const key = message.key?.toString("utf8")
+        return key !== undefined && known.has(key) ? key : "other"
+      }
+    }
+  })
+
 /** One topic consumed in a consumer group: kafkajs' `eachBatch` bridged into a bounded queue of deliveries. */
 export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Effect<Subscription<D>, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -58,6 +79,23 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
     const closing = yield* Deferred.make<void>()
     const consumerDown = yield* Ref.make(false)
     const { book, current, acknowledge, deadLettered } = yield* makeCommitter(topic)
+    /** Each held partition's high watermark at its last fetch: with the book, the consumer lag on /metrics. */
+    const highWatermarks = new Map<number, number>()
+    const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
+    const deadLetterTally = metrics?.tally("dead_lettered", yield* poisonLabels(o.kind))
+    if (metrics !== undefined) {
+      yield* metrics.probe(
+        gauges.consumerLag,
+        Effect.sync(() => {
+          const samples: Array<Sample<"topic" | "partition">> = []
+          for (const [partition, high] of highWatermarks) {
+            const next = book.committableOf(partition)
+            if (next !== undefined) samples.push({ labels: { topic, partition: String(partition) }, value: Math.max(0, high - next) })
+          }
+          return samples
+        })
+      )
+    }
 
     const decode = (message: KafkaMessage): Either.Either<A, string> =>
       message.value === null ? Either.left("the message has no value") : codec.decode(message.value.toString("utf8"))
@@ -65,7 +103,8 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
     /** Hands the batch's valid messages to the queue and its invalid ones to the DLQ, in offset order. */
     const processBatch = (payload: EachBatchPayload, dlq: DeadLetters) =>
       Effect.gen(function* () {
-        const { partition, messages } = payload.batch
+        const { highWatermark, messages, partition } = payload.batch
+        highWatermarks.set(partition, Number(highWatermark))
         const epoch = book.epochOf(partition)
         const decoded = messages.map(decode)
         let i = 0
@@ -94,6 +133,7 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
           if (poison.length > 0) {
             // Written before any later message is queued, so its offset can never be committed unless it is in the DLQ.
             yield* dlq.write(partition, poison)
+            deadLetterTally?.count(poison)
             payload.resolveOffset(poison[poison.length - 1]!.message.offset)
             yield* deadLettered(partition, epoch, poison.map((p) => Number(p.message.offset)))
           }
@@ -129,6 +169,7 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
       Effect.gen(function* () {
         yield* Deferred.await(o.ready)
         book.revokeAll() // a new member: the old session's deliveries are delivered again, not committed
+        highWatermarks.clear()
         const crashed = yield* Deferred.make<never, BrokerError>()
         const run = yield* FiberSet.makeRuntime<never>()
         const touch = Runtime.runSync(runtime)
@@ -151,6 +192,7 @@ export const makeSubscription = <A, D>(o: SubscriptionOptions<A, D>): Effect.Eff
         consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
           const partitions = payload.memberAssignment[topic] ?? []
           book.assign(partitions)
+          for (const p of highWatermarks.keys()) if (!partitions.includes(p)) highWatermarks.delete(p)
           run(
             Effect.gen(function* () {
               yield* activity.joined
