@@ -139,9 +139,10 @@ const routablePath = (url: string): string => {
   return path.toLowerCase()
 }
 
-const matches = (pattern: string, path: string): boolean => {
-  const want = pattern.toLowerCase().split("/")
-  const got = path.split("/")
+const matches = (pattern: string, path: string): boolean => segmentsMatch(pattern.toLowerCase().split("/"), path.split("/"))
+
+/** Whether a route's path segments (`:param` for one non-empty segment, `*` for the rest) match a path's. */
+export const segmentsMatch = (want: ReadonlyArray<string>, got: ReadonlyArray<string>): boolean => {
   for (let i = 0; i < want.length; i++) {
     const segment = want[i]!
     if (segment === "*") return true

@@ -1,6 +1,7 @@
 import { HttpApiBuilder, HttpApp, HttpServerRequest } from "@effect/platform"
 import { Chunk, Effect, Layer, Option } from "effect"
 import { Metrics } from "../status/Metrics.js"
+import { segmentsMatch } from "./ClientErrors.js"
 
 /**
  * Request counts and latencies per route template and status, for /metrics: an HttpApi-level
@@ -61,16 +62,6 @@ const normalize = (url: string): string => {
   }
   if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1)
   return path.toLowerCase()
-}
-
-const segmentsMatch = (want: ReadonlyArray<string>, got: ReadonlyArray<string>): boolean => {
-  for (let i = 0; i < want.length; i++) {
-    const segment = want[i]!
-    if (segment === "*") return true
-    if (i >= got.length) return false
-    if (segment.startsWith(":") ? got[i] === "" : segment !== got[i]) return false
-  }
-  return want.length === got.length
 }
 
 type Labels = Readonly<Record<"method" | "route" | "status", string>>
