@@ -9,6 +9,7 @@ import { kafkaBootstrap, makeEvent, makeTick, produceRaw, readAll, startBroker, 
 import { loadKafkaScript } from "./support/kafkaGlobalSetup.js"
 import { freePort, getJson, mainJs, type RunningMain, runMain, waitFor } from "./support/process.js"
 import { query, tickCount } from "./support/sqlite.js"
+import { connectSse, until } from "./support/sse.js"
 
 let fake: FakeBinance
 let dir: string
@@ -112,6 +113,49 @@ describe("Kafka mode: producer, consumer and api as separate processes", () => {
       expect(result.ms).toBeLessThan(5_000)
     }
   }, 90_000)
+
+  it("GET /stream on the api role carries what the consumer stores (the api process stores nothing itself)", async () => {
+    const topic = uniqueTopic()
+    const db = path.join(dir, "live", "app.db")
+    const apiPort = await freePort()
+    const symbols = "BTCUSDT,ETHUSDT"
+    const consumer = role("consumer", topic, {
+      SOURCE: "sim",
+      CONSUMER_GROUP_ID: uniqueGroup(),
+      STORAGE_PATH: db,
+      RAW_DIR: path.join(dir, "live", "raw"),
+      TRADES_TOPIC_NAME: `${topic}.trades`,
+      BARS_TOPIC_NAME: `${topic}.bars`
+    })
+    const api = role("api", topic, { STORAGE_PATH: db, PORT: String(apiPort), SYMBOLS: symbols })
+    await waitFor(async () => ((await getJson(`http://127.0.0.1:${apiPort}/health/live`))?.status === 200 ? true : undefined), 30_000, "the api")
+    const client = await connectSse(`http://127.0.0.1:${apiPort}/stream?kinds=ticker,trade`)
+    expect(client.status).toBe(200)
+    const producer = role("producer", topic, {
+      SOURCE: "sim",
+      SYMBOLS: symbols,
+      SIM_EVENTS_PER_SECOND: "20",
+      SIM_TRADES_PER_SECOND: "50",
+      TRADES_TOPIC_NAME: `${topic}.trades`,
+      BARS_TOPIC_NAME: `${topic}.bars`
+    })
+    await until(
+      () => client.events.some((e) => e.event === "ticker") && client.events.filter((e) => e.event === "trade").length >= 20,
+      60_000,
+      "tickers and trades on /stream"
+    )
+    expect((await stop(producer)).code).toBe(0)
+    const ids = client.events.map((e) => e.id)
+    expect([...ids].sort((a, b) => a - b)).toEqual(ids)
+    // What the stream carried is what the consumer stored, as the store's own JSON.
+    const trades = client.events.filter((e) => e.event === "trade").map((e) => JSON.parse(e.data) as { symbol: string; agg_trade_id: number })
+    for (const t of trades.slice(0, 20)) {
+      const rows = query(db, "SELECT COUNT(*) AS n FROM trades WHERE symbol = ? AND agg_trade_id = ?", t.symbol, t.agg_trade_id)
+      expect(Number(rows[0]!.n)).toBe(1)
+    }
+    client.close()
+    for (const p of [consumer, api]) expect((await stop(p)).code).toBe(0)
+  }, 120_000)
 
   it("a consumer killed with SIGKILL mid-stream and started again ends with exactly N rows", async () => {
     const topic = uniqueTopic()
