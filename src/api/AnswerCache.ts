@@ -169,3 +169,10 @@ export const jsonAnswer = (json: string, headers: Readonly<Record<string, string
   contentType: "application/json",
   headers
 })
+
+/** A page of the newest rows (`/trades/latest`, `/agg-trades/latest`) as a response, through the live answers. */
+export const latestResponse = <E, R>(cache: AnswerCache, page: Effect.Effect<{ readonly json: string }, E, R>) =>
+  Effect.map(
+    cache.answer("live", Effect.map(Effect.orDie(page), (p) => jsonAnswer(p.json))),
+    (answer) => toResponse(answer)
+  )

@@ -13,7 +13,7 @@ import { BiReports } from "../bi/BiReports.js"
 import { CandleRepo } from "../store/CandleRepo.js"
 import { TradeRepo } from "../store/TradeRepo.js"
 import { makeClientErrorsMiddleware } from "./ClientErrors.js"
-import { type Answer, AnswerCache, jsonAnswer, toResponse } from "./AnswerCache.js"
+import { type Answer, AnswerCache, jsonAnswer, latestResponse, toResponse } from "./AnswerCache.js"
 import { ApiKeyAuthLive, SecurityLive } from "./security/middleware.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { bucketStart, candlesJson, intervalMs } from "../domain/Candles.js"
@@ -42,10 +42,7 @@ const TradesLive = HttpApiBuilder.group(Api, "trades", (handlers) =>
     return handlers
       .handle("symbols", () => Effect.orDie(repo.symbols))
       .handle("latest", ({ urlParams: { limit, symbol } }) =>
-        known.require(symbol).pipe(
-          Effect.zipRight(cache.answer("live", Effect.map(Effect.orDie(repo.latestJson(symbol, limit)), (page) => jsonAnswer(page.json)))),
-          Effect.map((answer) => toResponse(answer))
-        )
+        Effect.zipRight(known.require(symbol), latestResponse(cache, repo.latestJson(symbol, limit)))
       )
       .handle("range", ({ urlParams: { cursor, end, limit, start, symbol } }) =>
         Effect.gen(function* () {

@@ -6,7 +6,7 @@ import type { TickerSymbol } from "../domain/Ticker.js"
 import { TradeRepo } from "../store/TradeRepo.js"
 import { encodeAggTradeCursor, NoTrades } from "./AggTradesApi.js"
 import { Api } from "./Api.js"
-import { AnswerCache, jsonAnswer, toResponse } from "./AnswerCache.js"
+import { AnswerCache, jsonAnswer, latestResponse, toResponse } from "./AnswerCache.js"
 import { KnownSymbols } from "./KnownSymbols.js"
 
 /** Whether an If-None-Match header names `etag` (weak or strong, or `*`). */
@@ -30,10 +30,7 @@ export const AggTradesLive = HttpApiBuilder.group(Api, "aggTrades", (handlers) =
     const cache = yield* AnswerCache
     return handlers
       .handle("latest", ({ urlParams: { limit, symbol } }) =>
-        known.require(symbol).pipe(
-          Effect.zipRight(cache.answer("live", Effect.map(Effect.orDie(repo.latestJson(symbol, limit)), (page) => jsonAnswer(page.json)))),
-          Effect.map((answer) => toResponse(answer))
-        )
+        Effect.zipRight(known.require(symbol), latestResponse(cache, repo.latestJson(symbol, limit)))
       )
       .handle("range", ({ urlParams: { cursor, end, limit, start, symbol } }) =>
         Effect.gen(function* () {
