@@ -1,4 +1,4 @@
-import { Config, ConfigError, Duration, LogLevel, Option, Schema } from "effect"
+import { Config, ConfigError, Duration, Either, LogLevel, Option, Schema } from "effect"
 import { checked, explained, finiteNumber, literal, positiveWholeNumber, seconds, tcpPort, wholeNumber } from "./ConfigReaders.js"
 import { parseInstantMicros, TickerSymbol } from "./domain/Ticker.js"
 
@@ -99,6 +99,36 @@ export const kafkaProducerBuffer = positiveWholeNumber(
 
 export const storagePath = checked("STORAGE_PATH", "a file path such as data/app.db", nonEmpty).pipe(
   Config.withDefault("data/app.db")
+)
+export type StoreKind = "sqlite" | "postgres"
+/** Where the history is kept: one SQLite file (the embedded default) or a PostgreSQL server. */
+export const store: Config.Config<StoreKind> = literal(
+  "STORE",
+  "sqlite (one file at STORAGE_PATH, the default) or postgres (a PostgreSQL server at DATABASE_URL)",
+  "sqlite",
+  "postgres"
+).pipe(Config.withDefault("sqlite" as const))
+const postgresUrl = (raw: string) => {
+  try {
+    const url = new URL(raw)
+    return (url.protocol === "postgres:" || url.protocol === "postgresql:") && url.hostname !== "" ? raw : undefined
+  } catch {
+    return undefined
+  }
+}
+const DATABASE_URL_EXAMPLE = "a PostgreSQL URL such as postgres://user@127.0.0.1:5432/crypto"
+export const databaseUrl = checked("DATABASE_URL", DATABASE_URL_EXAMPLE, postgresUrl)
+export const databasePoolSize = wholeNumber("DATABASE_POOL_SIZE", 1, 200).pipe(
+  explained("DATABASE_POOL_SIZE", "a whole number of connections from 1 to 200"),
+  Config.withDefault(10)
+)
+/** The store and, for PostgreSQL, its URL (required) and pool size; STORE=postgres without DATABASE_URL is refused. */
+export const storeSettings = Config.all({ kind: store, url: Config.option(databaseUrl), poolSize: databasePoolSize }).pipe(
+  Config.mapOrFail(({ kind, poolSize, url }) =>
+    kind === "postgres" && Option.isNone(url)
+      ? Either.left(ConfigError.MissingData(["DATABASE_URL"], `STORE=postgres needs DATABASE_URL: ${DATABASE_URL_EXAMPLE}.`))
+      : Either.right({ kind, url: Option.getOrUndefined(url), poolSize })
+  )
 )
 export const enableDbSink = Config.boolean("ENABLE_DB_SINK").pipe(
   explained("ENABLE_DB_SINK", "true or false"),
@@ -270,6 +300,7 @@ export const validateAll = Config.all([
   kafkaClientId,
   kafkaProducerBuffer,
   storagePath,
+  storeSettings,
   enableDbSink,
   rawDir,
   port,

@@ -82,7 +82,7 @@ const cliErrors = new Set([
 ])
 
 /** Failures whose message is already the one line a user needs: printed alone, without a stack. */
-const oneLineErrors = new Set(["StartupError", "StorageUnavailable", "ReplayUnavailable"])
+const oneLineErrors = new Set(["StartupError", "StorageUnavailable", "PostgresRefused", "ReplayUnavailable"])
 
 /** One clear sentence for the failures a user can fix; the full cause for anything else. */
 const report = (cause: Cause.Cause<unknown>) =>

@@ -1,0 +1,144 @@
+import { Reactivity } from "@effect/experimental"
+import { NodeContext } from "@effect/platform-node"
+import { SqlClient } from "@effect/sql"
+import { PgClient, PgMigrator } from "@effect/sql-pg"
+import { Cause, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import pg from "pg"
+import Schema0001 from "./migrations/0001_schema.js"
+
+/** Migrations live in code (no directory globbing in dist/); the migrator records what ran. */
+const migrations = { "0001_schema": Schema0001 }
+
+/** Any fixed number: the advisory lock that lets one process at a time run the migrations. */
+const MIGRATION_LOCK = 7_341_209
+
+/** How often start-up tries again while the server cannot be reached. */
+const CONNECT_RETRY = Duration.seconds(2)
+
+/** The URL without its password: what logs, errors and /health may show. */
+export const describeDatabaseUrl = (url: string): string => {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password !== "") parsed.password = "***"
+    return parsed.toString()
+  } catch {
+    return "(an unparsable DATABASE_URL)"
+  }
+}
+
+/**
+ * BIGINT (int8) columns as JavaScript numbers: every one holds an instant in µs, an id or a count,
+ * all far below 2^53. pg's default is a string, which every row decoder would have to parse again.
+ */
+const INT8_OID = 20
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig["getTypeParser"]
+}
+
+/** The server refused this URL for good (no such database, bad credentials): retrying cannot help. */
+export class PostgresRefused extends Data.TaggedError("PostgresRefused")<{ readonly url: string; readonly reason: string }> {
+  override get message() {
+    return `Storage error: DATABASE_URL=${describeDatabaseUrl(this.url)} cannot be used: ${this.reason}.`
+  }
+}
+
+/** The PostgreSQL error code (SQLSTATE) or Node's errno code along `cause`'s chain. */
+export const pgErrorCode = (cause: unknown): string | undefined => {
+  for (let e = cause, depth = 0; typeof e === "object" && e !== null && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code } = e as { code?: unknown }
+    if (typeof code === "string") return code
+    const errors = (e as { errors?: unknown }).errors // AggregateError (IPv4 and IPv6 both refused)
+    if (Array.isArray(errors) && errors.length > 0) return pgErrorCode(errors[0])
+  }
+  return undefined
+}
+
+/** One sentence on why a connection or statement failed, for logs and /health. */
+export const pgFailureReason = (cause: unknown): string => {
+  const code = pgErrorCode(cause)
+  for (let e = cause, depth = 0; typeof e === "object" && e !== null && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    const { message } = e as { message?: unknown }
+    if (typeof message === "string" && message !== "" && !message.startsWith("PgClient:")) return code === undefined ? message : `${message} (${code})`
+  }
+  return code ?? "the server did not answer"
+}
+
+/** Errors that say the URL itself is wrong, not that the server is down. */
+const REFUSED: Record<string, string> = {
+  "3D000": "the database does not exist: create it (createdb) or name an existing one in DATABASE_URL",
+  "28P01": "the server refused the password: check the user and password in DATABASE_URL",
+  "28000": "the server refused this user: check the user in DATABASE_URL and the server's pg_hba.conf",
+  "42501": "the user may not create the platform's tables: grant it CREATE on the database or use its owner"
+}
+
+const connect = (url: string, poolSize: number) =>
+  PgClient.make({
+    url: Redacted.make(url),
+    maxConnections: poolSize,
+    connectTimeout: Duration.seconds(5),
+    idleTimeout: Duration.seconds(30),
+    applicationName: "crypto-streaming-platform",
+    types
+  })
+
+/**
+ * Runs the migrations while holding a session advisory lock on a connection of its own, so processes
+ * starting together migrate one after the other (the others then find nothing left to run). The
+ * migrator runs its own transaction on the pool; PostgreSQL aborts a transaction at its first failed
+ * statement, so the lock cannot be taken inside it.
+ */
+const migrate = (url: string) =>
+  Effect.acquireUseRelease(
+    Effect.tryPromise(async () => {
+      const lock = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000, application_name: "crypto-streaming-platform migrations" })
+      lock.on("error", () => {}) // a lost connection releases the lock; the migrator's own failure says why
+      await lock.connect()
+      try {
+        await lock.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK])
+      } catch (e) {
+        await lock.end()
+        throw e
+      }
+      return lock
+    }),
+    () => PgMigrator.run({ loader: PgMigrator.fromRecord(migrations) }),
+    (lock) => Effect.promise(() => lock.end().catch(() => undefined))
+  )
+
+/**
+ * A migrated PostgreSQL store at `url`. While the server cannot be reached (down, starting, not yet
+ * accepting connections) start-up logs why and tries again every 2 s, for as long as it takes: a
+ * consumer started before its database waits for it. A URL the server refuses fails at once.
+ */
+export const pgLayer = (url: string, poolSize: number): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, PostgresRefused> =>
+  Layer.scopedContext(
+    Effect.gen(function* () {
+      const where = describeDatabaseUrl(url)
+      const refused = (cause: unknown) => {
+        const reason = REFUSED[pgErrorCode(cause) ?? ""]
+        return reason === undefined ? undefined : new PostgresRefused({ url, reason: `${reason} (${pgFailureReason(cause)})` })
+      }
+      let attempts = 0
+      const client = yield* connect(url, poolSize).pipe(
+        Effect.tapError((e) =>
+          refused(e) === undefined && attempts++ % 15 === 0
+            ? Effect.logWarning(`PostgreSQL at ${where} is not reachable (${pgFailureReason(e)}); trying again every ${Duration.format(CONNECT_RETRY)}`)
+            : Effect.void
+        ),
+        Effect.retry({ schedule: Schedule.spaced(CONNECT_RETRY), while: (e) => refused(e) === undefined }),
+        Effect.mapError((e) => refused(e) ?? new PostgresRefused({ url, reason: pgFailureReason(e) }))
+      )
+      yield* migrate(url).pipe(
+        Effect.provideService(SqlClient.SqlClient, client),
+        Effect.provideService(PgClient.PgClient, client),
+        Effect.provide(NodeContext.layer),
+        Effect.catchAllCause((cause) => {
+          const failure = Cause.squash(cause)
+          return Effect.fail(refused(failure) ?? new PostgresRefused({ url, reason: `its migrations failed: ${pgFailureReason(failure)}` }))
+        })
+      )
+      if (attempts > 0) yield* Effect.logInfo(`PostgreSQL at ${where} is reachable; the store is ready`)
+      return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+    })
+  ).pipe(Layer.provide(Reactivity.layer))
