@@ -206,7 +206,7 @@ export const startApi = async (options: {
   readonly env?: Readonly<Record<string, string>>
 }): Promise<Api> => {
   if (!fs.existsSync(options.main)) throw new Error(`${options.main} is missing: run \`npm run build\` first`)
-  if (!fs.existsSync(options.db)) throw new Error(`${options.db} is missing: run the seed bench first (bench/README.md)`)
+  if (options.env?.["STORE"] !== "postgres" && !fs.existsSync(options.db)) throw new Error(`${options.db} is missing: run the seed bench first (bench/README.md)`)
   const port = await freePort()
   const env = openEnv()
   Object.assign(env, {

@@ -10,6 +10,7 @@
  * seconds, and a rerun on a later day only adds the missing days.
  *
  *   node dist/bench/bench/seed.js [--db bench/.data/bench.db] [--days 365] [--ticks 10000] [--days-per-upsert 1]
+ *     [--database-url postgres://… (seed a PostgreSQL store instead)]
  */
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer } from "effect"
@@ -18,7 +19,7 @@ import { parseArgs } from "node:util"
 import type { Candle } from "../src/domain/Candles.js"
 import { formatInstantMicros, TICKER_24HR_SOURCE, type TickerEvent, type TickerSymbol, toTick } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
-import { sqliteLayer } from "../src/store/Sql.js"
+import { postgresStore, sqliteStore, type StoreServices, type StoreStartError } from "../src/store/Store.js"
 import { TickWriter } from "../src/store/TickWriter.js"
 import { BENCH_SYMBOLS, DEFAULT_DB, formatDuration, log, machineLine, recordResults, transcript } from "./lib.js"
 
@@ -31,10 +32,13 @@ const { values: args } = parseArgs({
     db: { type: "string", default: DEFAULT_DB },
     days: { type: "string", default: "365" },
     ticks: { type: "string", default: "10000" },
-    "days-per-upsert": { type: "string", default: "1" }
+    "days-per-upsert": { type: "string", default: "1" },
+    /** Seeds a PostgreSQL store at this URL (STORE=postgres) instead of the SQLite file --db. */
+    "database-url": { type: "string" }
   }
 })
 const dbPath = path.resolve(args.db)
+const databaseUrl = args["database-url"]
 const days = Number(args.days)
 const ticksPerSymbol = Number(args.ticks)
 const daysPerUpsert = Number(args["days-per-upsert"])
@@ -165,7 +169,7 @@ const program = Effect.gen(function* () {
   const today = Math.floor(nowMs / DAY_MS) * DAY_MS
   const firstDay = today - (days - 1) * DAY_MS
   const dayStarts = Array.from({ length: days }, (_, i) => firstDay + i * DAY_MS)
-  out.print(`seed: ${dbPath}`)
+  out.print(`seed: ${databaseUrl ?? dbPath}`)
   log(machineLine())
   out.print(
     `window: ${new Date(firstDay).toISOString().slice(0, 10)} .. ${new Date(today).toISOString().slice(0, 10)} ` +
@@ -286,12 +290,12 @@ const program = Effect.gen(function* () {
   if (inWindow !== days * MINUTES_PER_DAY * BENCH_SYMBOLS.length) {
     return yield* Effect.die(new Error(`the window holds ${inWindow} candles, expected ${days * MINUTES_PER_DAY * BENCH_SYMBOLS.length}`))
   }
-  yield* sql`PRAGMA wal_checkpoint(TRUNCATE)`
+  yield* sql.onDialectOrElse({ sqlite: () => sql`PRAGMA wal_checkpoint(TRUNCATE)`, orElse: () => sql`VACUUM ANALYZE` })
   out.print(`seed: done in ${formatDuration(Date.now() - started + (started - scanStarted))}`)
-  recordResults("seed", `Builds the benchmark database (\`bench/seed.ts\`): the time is the seeding figure.\n\n${out.block()}`)
+  recordResults(databaseUrl === undefined ? "seed" : "seed-postgres", `Builds the benchmark database (\`bench/seed.ts\`): the time is the seeding figure.\n\n${out.block()}`)
 })
 
-const StoreLive = Layer.merge(CandleRepo.Default, TickWriter.Default).pipe(Layer.provideMerge(sqliteLayer(dbPath)))
+const StoreLive: Layer.Layer<StoreServices, StoreStartError> = databaseUrl === undefined ? sqliteStore(dbPath) : postgresStore(databaseUrl)
 
 Effect.runPromise(program.pipe(Effect.provide(StoreLive))).catch((error: unknown) => {
   process.stderr.write(`seed failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)

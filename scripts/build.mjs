@@ -20,6 +20,8 @@
 //     along through --runtime-modules.
 //   - bufferutil, utf-8-validate: optional native helpers of ws, require()d inside try/catch. Not
 //     installed; ws uses its JavaScript fallbacks.
+//   - pg-native: the optional libpq binding of `pg`, required only when `pg.native` is read, which
+//     @effect/sql-pg never does. Not installed.
 // Everything else (effect, @effect/*, kafkajs, undici, ws, yaml, ...) is plain JavaScript and bundled.
 // CommonJS modules in the bundle call `require` for Node built-ins, so the bundle starts with a
 // `require` made by createRequire. After the build, the metafile is checked: any import left outside
@@ -49,7 +51,7 @@ const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 const B64_VALUE = new Map([...B64].map((c, i) => [c, i]))
 
 /** Packages the bundle leaves to node_modules (see above). */
-export const EXTERNAL = ["better-sqlite3", "bufferutil", "utf-8-validate"]
+export const EXTERNAL = ["better-sqlite3", "bufferutil", "utf-8-validate", "pg-native"]
 /** Dependencies used only by an install script (better-sqlite3's prebuilt-binary download): not run-time. */
 const INSTALL_ONLY = new Set(["prebuild-install"])
 

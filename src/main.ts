@@ -3,7 +3,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Effect, Layer, Logger, Option } from "effect"
 import * as AppConfig from "./Config.js"
 import { BACKFILL_MAX_DAYS } from "./app/Backfill.js"
-import { runBackfillCommand, runBiBuildCommand, runVerifyBiCommand } from "./app/Commands.js"
+import { migrateStoreCommand, runBackfillCommand, runBiBuildCommand, runVerifyBiCommand } from "./app/Commands.js"
 import { type Role, roles, runRole } from "./app/Roles.js"
 import { Intervals } from "./domain/Candles.js"
 
@@ -62,7 +62,7 @@ const verifyBiCommand = Command.make(
   (options) => runVerifyBiCommand(options).pipe(Effect.provide(LoggerLive))
 ).pipe(Command.withDescription("Check BI CSV files or endpoints against the contracts; exits 1 with the first violation"))
 
-const cli = Command.run(root.pipe(Command.withSubcommands([backfill, biBuild, verifyBiCommand])), {
+const cli = Command.run(root.pipe(Command.withSubcommands([backfill, biBuild, verifyBiCommand, migrateStoreCommand.pipe(Command.provide(LoggerLive))])), {
   name: "crypto-streaming-platform",
   version: "0.1.0"
 })

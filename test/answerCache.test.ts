@@ -7,8 +7,7 @@ import * as path from "node:path"
 import { ANSWER_MAX_BYTES, ANSWER_TTL_MS, AnswerCache, jsonAnswer } from "../src/api/AnswerCache.js"
 import { listeningServer } from "../src/api/NodeServer.js"
 import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { sqliteStore } from "../src/store/Store.js"
 import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick, us } from "./support/events.js"
 
@@ -19,8 +18,8 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 const start = (name: string, env: Record<string, string> = {}) => {
   const runtime = ManagedRuntime.make(
     listeningServer({ port: 0, host: "127.0.0.1" }).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default)),
-      Layer.provideMerge(sqliteLayer(path.join(dir, `${name}.db`))),
+      Layer.provideMerge(Health.Default),
+      Layer.provideMerge(sqliteStore(path.join(dir, `${name}.db`))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ SYMBOLS: "BTCUSDT", ...env })))))
     )
   )

@@ -8,7 +8,7 @@ import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
 import { Api, RANGE_MAX_ROWS } from "../src/api/Api.js"
 import { httpServer } from "../src/api/Http.js"
 import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
+import { sqliteStore } from "../src/store/Store.js"
 import { TickRepo } from "../src/store/TickRepo.js"
 import { TickWriter } from "../src/store/TickWriter.js"
 import { toTick } from "../src/domain/Ticker.js"
@@ -19,8 +19,8 @@ const dbFile = path.join(dir, "app.db")
 
 /** The real server on a real loopback socket, over a temporary database; SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT. */
 const TestLive = httpServer(NodeHttpServer.layerTest).pipe(
-  Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default)),
-  Layer.provideMerge(sqliteLayer(dbFile)),
+  Layer.provideMerge(Health.Default),
+  Layer.provideMerge(sqliteStore(dbFile)),
   Layer.provide(
     Layer.setConfigProvider(
       ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"], ["STORAGE_PATH", dbFile]]))

@@ -10,8 +10,7 @@ import { BI_MAX_DAYS } from "../src/bi/BiReports.js"
 import { healthListeningServer, listeningServer } from "../src/api/NodeServer.js"
 import { parseInstantMicros } from "../src/domain/Ticker.js"
 import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { sqliteStore } from "../src/store/Store.js"
 import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick, us } from "./support/events.js"
 
@@ -28,8 +27,8 @@ const serving = (env: Record<string, string> = {}) => {
   const dbFile = path.join(dir, `app-${databases++}.db`)
   const runtime = ManagedRuntime.make(
     listeningServer({ port: 0, host: "127.0.0.1" }).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, Health.Default)),
-      Layer.provideMerge(sqliteLayer(dbFile)),
+      Layer.provideMerge(Health.Default),
+      Layer.provideMerge(sqliteStore(dbFile)),
       Layer.provide(
         Layer.setConfigProvider(
           ConfigProvider.fromMap(new Map(Object.entries({ SYMBOLS: "BTCUSDT", STORAGE_PATH: dbFile, ...env })))

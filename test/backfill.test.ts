@@ -1,16 +1,14 @@
-import { NodeContext } from "@effect/platform-node"
-import { FileSystem } from "@effect/platform"
+import { SqlClient } from "@effect/sql"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Effect, TestClock } from "effect"
 import { runBackfill } from "../src/app/Backfill.js"
 import { renderBar } from "../src/app/Progress.js"
 import { BinanceClient } from "../src/binance/BinanceClient.js"
 import type { TickerSymbol } from "../src/domain/Ticker.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
-import { sqliteLayer } from "../src/store/Sql.js"
 import { driveClock, withEnv } from "./support/effect.js"
 import { type FakeBinance, startFakeBinance } from "./support/fakeBinance.js"
-import { query } from "./support/sqlite.js"
+import { STORE_KINDS, withStore as withFreshStore } from "./support/stores.js"
 
 let fake: FakeBinance
 // A fixed "now" for the fake and the TestClock: 2026-03-05 14:05:17.123 UTC.
@@ -24,22 +22,19 @@ const BTC = "BTCUSDT" as TickerSymbol
 const ETH = "ETHUSDT" as TickerSymbol
 const klineCalls = () => fake.requests.filter((r) => r.path === "/api/v3/klines")
 
-/** Runs `f` with the backfill's services over a fresh database file, the TestClock set to NOW. */
-const withStore = <A, E>(f: (db: string) => Effect.Effect<A, E, CandleRepo | BinanceClient>) =>
-  Effect.gen(function* () {
-    yield* TestClock.setTime(NOW)
-    const fs = yield* FileSystem.FileSystem
-    const db = `${yield* fs.makeTempDirectoryScoped()}/app.db`
-    return yield* f(db).pipe(
-      Effect.provide(Layer.merge(CandleRepo.Default, BinanceClient.Default).pipe(Layer.provideMerge(sqliteLayer(db))))
-    )
-  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer), withEnv({ BINANCE_BASE_URL: fake.url }))
+/** Rows of a query on the store in use. */
+const query = (text: string) => Effect.orDie(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<Record<string, unknown>>(text)))
+const count = (where = "1 = 1") => Effect.map(query(`SELECT COUNT(*) AS n FROM candles WHERE ${where}`), (rows) => Number(rows[0]!["n"]))
 
-const count = (db: string, where = "1 = 1") => Number(query(db, `SELECT COUNT(*) AS n FROM candles WHERE ${where}`)[0]!.n)
+describe.each(STORE_KINDS)("backfill against the fake Binance (%s)", (kind) => {
+  /** Runs `f` with the backfill's services over a fresh store, the TestClock set to NOW. */
+  const withStore = <A, E>(f: () => Effect.Effect<A, E, CandleRepo | BinanceClient | SqlClient.SqlClient>) =>
+    withFreshStore(kind)(
+      Effect.zipRight(TestClock.setTime(NOW), f()).pipe(Effect.provide(BinanceClient.Default))
+    ).pipe(withEnv({ BINANCE_BASE_URL: fake.url }))
 
-describe("backfill against the fake Binance", () => {
   it.effect("pages 1m klines oldest to newest, 1000 per request, and keeps the open candle open", () =>
-    withStore((db) =>
+    withStore(() =>
       Effect.gen(function* () {
         const before = klineCalls().length
         const summary = yield* runBackfill({ symbols: [BTC], days: 2, interval: "1m", tty: false })
@@ -51,15 +46,15 @@ describe("backfill against the fake Binance", () => {
         assert.deepStrictEqual(calls.map((c) => c.query.get("limit")), ["1000", "1000", "1000", "1000"])
         const starts = calls.map((c) => Number(c.query.get("startTime")))
         assert.deepStrictEqual(starts, [0, 1, 2, 3].map((i) => Date.UTC(2026, 2, 3) + i * 1000 * 60_000))
-        assert.strictEqual(count(db), expected)
-        assert.strictEqual(count(db, "closed = 0"), 1)
-        const open = query(db, "SELECT open_time FROM candles WHERE closed = 0")[0]!
+        assert.strictEqual(yield* count(), expected)
+        assert.strictEqual(yield* count("closed = 0"), 1)
+        const open = (yield* query("SELECT open_time FROM candles WHERE closed = 0"))[0]!
         assert.strictEqual(open.open_time, Date.UTC(2026, 2, 5, 14, 5))
         // the candles are contiguous: no gap, no overlap
-        const times = query(db, "SELECT open_time FROM candles ORDER BY open_time").map((r) => Number(r.open_time))
+        const times = (yield* query("SELECT open_time FROM candles ORDER BY open_time")).map((r) => Number(r["open_time"]))
         times.slice(1).forEach((t, i) => assert.strictEqual(t - times[i]!, 60_000))
         // and they make the daily candles of the gold layer
-        const days = query(db, "SELECT date, closed, source FROM daily_candles ORDER BY date")
+        const days = yield* query("SELECT date, closed, source FROM daily_candles ORDER BY date")
         assert.deepStrictEqual(days, [
           { date: "2026-03-03", closed: 1, source: "klines" },
           { date: "2026-03-04", closed: 1, source: "klines" },
@@ -70,14 +65,14 @@ describe("backfill against the fake Binance", () => {
   )
 
   it.effect("is idempotent: a rerun only fetches from the newest closed candle on", () =>
-    withStore((db) =>
+    withStore(() =>
       Effect.gen(function* () {
         yield* runBackfill({ symbols: [BTC, ETH], days: 10, interval: "1d", tty: false })
-        const rows = count(db)
+        const rows = yield* count()
         assert.strictEqual(rows, 2 * 11)
         const before = klineCalls().length
         const again = yield* runBackfill({ symbols: [BTC, ETH], days: 10, interval: "1d", tty: false })
-        assert.strictEqual(count(db), rows)
+        assert.strictEqual(yield* count(), rows)
         assert.strictEqual(klineCalls().length - before, 2, "one request per symbol, for the open day")
         assert.strictEqual(again.rows, 2)
         const last = klineCalls().at(-1)!
@@ -87,7 +82,7 @@ describe("backfill against the fake Binance", () => {
   )
 
   it.effect("resumes after an interrupted run without fetching the stored pages again", () =>
-    withStore((db) =>
+    withStore(() =>
       Effect.gen(function* () {
         fake.setPersistentFault(undefined)
         const first = yield* Effect.fork(Effect.flip(runBackfill({ symbols: [BTC], days: 3, interval: "1m", tty: false })))
@@ -100,11 +95,11 @@ describe("backfill against the fake Binance", () => {
         const failure = yield* driveClock(first, "1 second")
         assert.strictEqual(failure._tag, "BinanceUnavailable")
         fake.setPersistentFault(undefined)
-        const stored = count(db)
+        const stored = yield* count()
         assert.isAtLeast(stored, 2000)
         const before = klineCalls().length
         yield* runBackfill({ symbols: [BTC], days: 3, interval: "1m", tty: false })
-        assert.strictEqual(count(db), 3 * 1440 + 14 * 60 + 6)
+        assert.strictEqual(yield* count(), 3 * 1440 + 14 * 60 + 6)
         const firstResumed = klineCalls()[before]!
         assert.strictEqual(Number(firstResumed.query.get("startTime")), Date.UTC(2026, 2, 2) + stored * 60_000)
       })
@@ -112,7 +107,7 @@ describe("backfill against the fake Binance", () => {
   )
 
   it.effect("waits out Retry-After on a 429 in the middle of a run", () =>
-    withStore((db) =>
+    withStore(() =>
       Effect.gen(function* () {
         const before = klineCalls().length
         fake.enqueueFaults({ kind: "status", status: 429, retryAfterSeconds: 30 })
@@ -125,11 +120,13 @@ describe("backfill against the fake Binance", () => {
         assert.strictEqual(klineCalls().length, before + 1, "nothing leaves before Retry-After")
         yield* driveClock(run, "1 second")
         assert.strictEqual(klineCalls().length, before + 2)
-        assert.strictEqual(count(db), 24 + 15)
+        assert.strictEqual(yield* count(), 24 + 15)
       })
     )
   )
+})
 
+describe("backfill progress", () => {
   it("draws a progress bar with pages, rows and ETA", () => {
     const bar = renderBar({ label: "BTCUSDT 1m", pages: 5, totalPages: 10, rows: 5000, startedAt: 0 }, 10_000, 10)
     assert.strictEqual(bar, "[#####-----]  50% pages 5/10 rows 5000 ETA 0:10 BTCUSDT 1m")

@@ -1,6 +1,5 @@
 import { HttpClient } from "@effect/platform"
-import { NodeContext, NodeHttpServer } from "@effect/platform-node"
-import { FileSystem } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
 import { afterAll, assert, beforeAll, describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, ManagedRuntime, TestClock } from "effect"
 import * as fs from "node:fs"
@@ -12,11 +11,11 @@ import { BiReports } from "../src/bi/BiReports.js"
 import type { Candle } from "../src/domain/Candles.js"
 import { Health } from "../src/status/Health.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { sqliteStore } from "../src/store/Store.js"
 import { TickWriter } from "../src/store/TickWriter.js"
 import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, us } from "./support/events.js"
+import { STORE_KINDS, type StoreKind, withStore } from "./support/stores.js"
 
 const day = (date: string, open: string, high: string, low: string, close: string, volume: string, closed = true): Candle => ({
   symbol: "BTCUSDT",
@@ -46,22 +45,22 @@ const ticks = [
   makeEvent("ETHUSDT", us("2026-03-05T12:00:00Z"), "2000.10000000")
 ]
 
-const withData = <A, E>(f: Effect.Effect<A, E, BiReports>) =>
-  Effect.gen(function* () {
-    yield* TestClock.setTime(Date.parse("2026-03-05T12:00:00Z"))
-    const db = `${yield* (yield* FileSystem.FileSystem).makeTempDirectoryScoped()}/app.db`
-    return yield* Effect.gen(function* () {
-      yield* (yield* CandleRepo).upsert(dataset, "klines")
-      yield* (yield* TickWriter).insertMany(ticks.map(toTick))
-      return yield* f
-    }).pipe(
-      Effect.provide(
-        BiReports.Default.pipe(Layer.provideMerge(Layer.mergeAll(CandleRepo.Default, TickRepo.Default, TickWriter.Default)), Layer.provide(sqliteLayer(db)))
-      )
+/** Runs `f` on a fresh store of `kind` holding the dataset. */
+const withDataIn =
+  (kind: StoreKind) =>
+  <A, E>(f: Effect.Effect<A, E, BiReports>) =>
+    withStore(kind)(
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.parse("2026-03-05T12:00:00Z"))
+        yield* (yield* CandleRepo).upsert(dataset, "klines")
+        yield* (yield* TickWriter).insertMany(ticks.map(toTick))
+        return yield* Effect.provide(f, BiReports.Default)
+      })
     )
-  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
 
-describe("BI CSV contracts on a known dataset", () => {
+describe.each(STORE_KINDS)("BI CSV contracts on a known dataset (%s)", (kind) => {
+  const withData = withDataIn(kind)
+
   it.effect("daily_ohlc.csv, byte for byte", () =>
     withData(
       Effect.gen(function* () {
@@ -138,8 +137,8 @@ describe("BI endpoints over a real socket", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bi-test-"))
   const runtime = ManagedRuntime.make(
     httpServer(NodeHttpServer.layerTest).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default, Health.Default)),
-      Layer.provideMerge(sqliteLayer(path.join(dir, "app.db"))),
+      Layer.provideMerge(Health.Default),
+      Layer.provideMerge(sqliteStore(path.join(dir, "app.db"))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
     )
   )

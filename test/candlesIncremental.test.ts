@@ -4,12 +4,12 @@
  * full recomputation from the stored ticks (and the stored klines) gives: `candlesFromTicks` for the
  * minutes, `buildDay` for the days.
  */
-import { FileSystem, Path } from "@effect/platform"
+import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
-import { assert, describe, it } from "@effect/vitest"
-import { Effect, FastCheck as fc, Layer, Schema, TestClock } from "effect"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { type Context, Effect, FastCheck as fc, Layer, ManagedRuntime, Schema, TestClock } from "effect"
 import { buildDay, type CandleSource } from "../src/domain/CandleMerge.js"
 import { bucketStart, type Candle, candlesFromTicks, type Interval } from "../src/domain/Candles.js"
 import { utcDate } from "../src/domain/Time.js"
@@ -19,10 +19,13 @@ import CreateTicks from "../src/store/migrations/0001_create_ticks.js"
 import CreateCandles from "../src/store/migrations/0002_create_candles.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
+import { postgresStore, type StoreServices } from "../src/store/Store.js"
 import type { TickSink } from "../src/store/TickSink.js"
 import { TickRepo } from "../src/store/TickRepo.js"
 import { TickWriter } from "../src/store/TickWriter.js"
 import { makeTick } from "./support/events.js"
+import { createTestDatabase } from "./support/pg.js"
+import { STORE_KINDS, withStore } from "./support/stores.js"
 
 const MINUTE = 60_000
 /** Six minutes across a UTC midnight: 2026-01-15T23:57 to 2026-01-16T00:03. */
@@ -32,14 +35,28 @@ const SYMBOLS = ["BTCUSDT", "ETHUSDT"] as const
 
 type Store = TickRepo | TickWriter | CandleRepo | SqlClient.SqlClient
 
-/** A fresh migrated database in a temporary directory for `f`. */
-const withDb = <A, E>(f: Effect.Effect<A, E, Store>) =>
+/**
+ * One PostgreSQL database for the property's runs, emptied before each: a new database per run costs
+ * most of a second, and the property runs dozens of scenarios. Opened on first use, dropped after all.
+ */
+let sharedPg: Promise<{ readonly context: Context.Context<StoreServices>; readonly close: () => Promise<void> }> | undefined
+afterAll(async () => {
+  if (sharedPg !== undefined) await (await sharedPg).close()
+})
+const withSharedPg = <A, E>(f: Effect.Effect<A, E, Store>) =>
   Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const file = path.join(yield* fs.makeTempDirectoryScoped(), "app.db")
-    return yield* f.pipe(Effect.provide(Layer.mergeAll(TickRepo.Default, TickWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
-  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+    sharedPg ??= (async () => {
+      const db = await createTestDatabase("incremental")
+      const runtime = ManagedRuntime.make(postgresStore(db.url, 2))
+      const context = await runtime.runPromise(Effect.context<StoreServices>())
+      return { context, close: () => runtime.dispose().then(db.drop) }
+    })()
+    const { context } = yield* Effect.promise(() => sharedPg!)
+    return yield* Effect.zipRight(
+      Effect.orDie(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`TRUNCATE ticks, symbol_stats, candles, daily_candles`)),
+      f
+    ).pipe(Effect.provide(context))
+  })
 
 /** How a batch goes to the sink (one place, so the same scenarios can be replayed against other sinks). */
 const write = (sink: TickSink["Type"], ticks: ReadonlyArray<Tick>) => sink.writeBatch(ticks)
@@ -245,12 +262,16 @@ const runScenario = (scenario: Scenario) =>
     return batches
   })
 
-describe("candles merged incrementally from the newly stored ticks", () => {
+describe.each(STORE_KINDS)("candles merged incrementally from the newly stored ticks (%s)", (kind) => {
+  const withDb = withStore(kind)
+  const withPropertyDb = <A, E>(f: Effect.Effect<A, E, Store>): Effect.Effect<A, unknown> =>
+    kind === "postgres" ? withSharedPg(f) : withDb(f)
+
   it.effect.prop(
     "equal a full recomputation from the stored ticks, for any batching, order of arrival and replay",
     [arbScenario],
     ([scenario]) =>
-      withDb(
+      withPropertyDb(
         Effect.gen(function* () {
           const batches = yield* runScenario(scenario)
           yield* assertConsistent(scenario.now)
@@ -266,7 +287,8 @@ describe("candles merged incrementally from the newly stored ticks", () => {
           assert.deepStrictEqual(yield* storedAndRecomputed(scenario.now), before)
         })
       ),
-    { fastCheck: { numRuns: 60 } }
+    // about 10 s on PostgreSQL; a failure's shrinking takes longer, and its counterexample is the point
+    { fastCheck: { numRuns: 60 }, timeout: 120_000 }
   )
 
   it.effect("a minute written once takes in more events of it that arrive in a later batch, after it ended", () =>

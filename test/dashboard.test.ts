@@ -12,8 +12,7 @@ import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { httpServer } from "../src/api/Http.js"
 import { DASHBOARD_PATHS } from "../src/api/security/settings.js"
 import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { sqliteStore } from "../src/store/Store.js"
 import { DASHBOARD_PAGE, DASHBOARD_SCRIPT, DASHBOARD_STYLES } from "../src/web/Dashboard.js"
 import { SseParser } from "../src/web/page/sse.js"
 import { mainJs, repoRoot, startRoleAll } from "./support/process.js"
@@ -107,8 +106,8 @@ describe("run from source (as the other tests' servers are)", () => {
     const dbFile = path.join(dir, "source.db")
     const runtime = ManagedRuntime.make(
       httpServer(NodeHttpServer.layerTest).pipe(
-        Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
-        Layer.provideMerge(sqliteLayer(dbFile)),
+        Layer.provideMerge(Health.Default),
+        Layer.provideMerge(sqliteStore(dbFile)),
         Layer.provide(
           Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT"], ["STORAGE_PATH", dbFile], ["API_KEYS", KEY]])))
         )

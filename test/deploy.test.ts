@@ -20,7 +20,7 @@ describe("Docker deployment files", () => {
   it("docker-compose.yml runs Kafka 4.1 in KRaft mode and the three roles against it", () => {
     const compose = parse(fs.readFileSync(composeFile, "utf8"), { merge: true })
     const services = compose.services
-    expect(Object.keys(services).sort()).toEqual(["api", "consumer", "kafka", "kafka-init", "producer"])
+    expect(Object.keys(services).sort()).toEqual(["api", "consumer", "kafka", "kafka-init", "postgres", "producer"])
     expect(services.kafka.image).toMatch(/^apache\/kafka:4\.1\.\d+$/)
     expect(services.kafka.environment.KAFKA_PROCESS_ROLES).toBe("broker,controller")
     expect(JSON.stringify(services.kafka)).not.toMatch(/zookeeper/i)
@@ -34,6 +34,73 @@ describe("Docker deployment files", () => {
     }
     // consumer writes and api reads the same SQLite file
     expect(services.consumer.volumes).toEqual(services.api.volumes)
+  })
+
+  it("PostgreSQL is an opt-in profile the roles use when STORE=postgres", () => {
+    const compose = parse(fs.readFileSync(composeFile, "utf8"), { merge: true })
+    const { postgres } = compose.services
+    expect(postgres.image).toMatch(/^postgres:1[67]$/)
+    // a plain `docker compose up` (SQLite) neither starts nor needs it
+    expect(postgres.profiles).toEqual(["postgres"])
+    expect(postgres.healthcheck.test.join(" ")).toMatch(/pg_isready -U crypto -d crypto/)
+    expect(postgres.volumes).toEqual(["postgres-data:/var/lib/postgresql/data"])
+    expect(Object.keys(compose.volumes)).toContain("postgres-data")
+    for (const role of ["producer", "consumer", "api"]) {
+      const env = compose.services[role].environment
+      expect(env.STORE).toBe("${STORE:-sqlite}")
+      expect(env.DATABASE_URL).toBe("${DATABASE_URL:-postgres://crypto:crypto@postgres:5432/crypto}")
+      // depending on a profile's service would pull it into every `up`; the roles wait for the server
+      expect(Object.keys(compose.services[role].depends_on)).not.toContain("postgres")
+    }
+  })
+
+  it.runIf(hasDockerCompose || process.env.CI === "true")("docker-compose resolves STORE: sqlite by default, postgres when asked", () => {
+    const config = (env: Record<string, string>, ...args: Array<string>) => {
+      const { STORE: _store, DATABASE_URL: _url, COMPOSE_PROFILES: _profiles, ...rest } = process.env
+      const result = spawnSync("docker-compose", ["-f", composeFile, ...args, "config"], { encoding: "utf8", env: { ...rest, ...env } })
+      expect(result.status, result.stderr).toBe(0)
+      return parse(result.stdout).services
+    }
+    expect(config({}).api.environment.STORE).toBe("sqlite")
+    const services = config({ STORE: "postgres" }, "--profile", "postgres")
+    expect(services.consumer.environment.STORE).toBe("postgres")
+    expect(services.consumer.environment.DATABASE_URL).toBe("postgres://crypto:crypto@postgres:5432/crypto")
+    expect(services.postgres.image).toMatch(/^postgres:/)
+  })
+
+  it("render.yaml's commented PostgreSQL variant is a blueprint: a database, two api instances and the ingest", () => {
+    const text = fs.readFileSync(path.join(repoRoot, "render.yaml"), "utf8")
+    const start = text.indexOf("# --- BEGIN PostgreSQL variant")
+    const end = text.indexOf("# --- END PostgreSQL variant")
+    expect(start).toBeGreaterThan(0)
+    const variant = parse(
+      text
+        .slice(text.indexOf("\n", start) + 1, end)
+        .split("\n")
+        .filter((line) => line.startsWith("#") && !line.startsWith("##"))
+        .map((line) => line.replace(/^# ?/, ""))
+        .join("\n")
+    )
+    const [db] = variant.databases
+    expect(db.plan).toMatch(/^basic-/)
+    const byName = Object.fromEntries(variant.services.map((s: { name: string }) => [s.name, s]))
+    const api = byName["crypto-api"]
+    expect(api.type).toBe("web")
+    expect(api.numInstances).toBe(2)
+    expect(api.dockerCommand).toBe("node dist/main.js --role=api")
+    expect(api.healthCheckPath).toBe("/health/live")
+    const ingest = byName["crypto-ingest"]
+    expect(ingest.type).toBe("worker")
+    expect(ingest.numInstances ?? 1).toBe(1)
+    expect(api.disk).toBeUndefined()
+    for (const service of [api, ingest]) {
+      expect(service.region).toBe(db.region)
+      const env = Object.fromEntries(service.envVars.map((v: { key: string }) => [v.key, v]))
+      expect(env.STORE.value).toBe("postgres")
+      expect(env.DATABASE_URL.fromDatabase).toEqual({ name: db.name, property: "connectionString" })
+    }
+    // the active blueprint stays the single process on SQLite
+    expect(parse(text).databases).toBeUndefined()
   })
 
   it.runIf(hasDockerCompose || process.env.CI === "true")("docker-compose config accepts the compose file", () => {

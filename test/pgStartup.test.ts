@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { pgLayer } from "../src/store/pg/PgSql.js"
 import { createTestDatabase, databaseUrl, pgQuery } from "./support/pg.js"
+import { startPgCluster } from "./support/pgCluster.js"
 
 describe("PostgreSQL store start-up", () => {
   it.effect("migrates a new database once, also when two processes start together", () =>
@@ -32,5 +33,24 @@ describe("PostgreSQL store start-up", () => {
       assert.match(message, /database does not exist: create it/)
       assert.match(message, /DATABASE_URL=postgres:\/\/postgres@127\.0\.0\.1:5432\/cs_test_no_such_database/)
     })
+  )
+
+  it.live("waits for a server that is down at start, and is ready once it is up", () =>
+    Effect.gen(function* () {
+      const cluster = yield* Effect.acquireRelease(Effect.promise(startPgCluster), (c) => Effect.sync(c.destroy))
+      yield* Effect.promise(() => pgQuery(cluster.url("postgres"), "CREATE DATABASE crypto"))
+      cluster.stop()
+      const started = yield* Effect.fork(
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          return yield* sql<{ n: number }>`SELECT count(*) AS n FROM ticks`
+        }).pipe(Effect.provide(pgLayer(cluster.url("crypto"), 2)))
+      )
+      yield* Effect.sleep("3 seconds") // still waiting: the layer has not failed
+      assert.isNull(yield* started.poll.pipe(Effect.map((o) => (o._tag === "Some" ? o.value : null))))
+      cluster.start()
+      const rows = yield* started.await.pipe(Effect.flatten, Effect.timeout("15 seconds"))
+      assert.deepStrictEqual(rows, [{ n: 0 }])
+    }).pipe(Effect.scoped), 40_000
   )
 })

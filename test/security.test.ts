@@ -15,8 +15,7 @@ import {
 } from "../src/api/Security.js"
 import { describeConfigError } from "../src/Config.js"
 import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { sqliteStore } from "../src/store/Store.js"
 import { withEnv } from "./support/effect.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "security-test-"))
@@ -30,8 +29,8 @@ let databases = 0
 const server = (env: Record<string, string>) => {
   const dbFile = path.join(dir, `app-${databases++}.db`)
   return httpServer(NodeHttpServer.layerTest).pipe(
-    Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
-    Layer.provideMerge(sqliteLayer(dbFile)),
+    Layer.provideMerge(Health.Default),
+    Layer.provideMerge(sqliteStore(dbFile)),
     Layer.provide(
       Layer.setConfigProvider(
         ConfigProvider.fromMap(new Map(Object.entries({ SYMBOLS: "BTCUSDT,ETHUSDT", STORAGE_PATH: dbFile, ...env })))

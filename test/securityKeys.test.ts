@@ -10,8 +10,7 @@ import { Api } from "../src/api/Api.js"
 import { ApiLive, httpServer } from "../src/api/Http.js"
 import { makeKeyMatcher } from "../src/api/security/keys.js"
 import { Health } from "../src/status/Health.js"
-import { sqliteLayer } from "../src/store/Sql.js"
-import { TickRepo } from "../src/store/TickRepo.js"
+import { sqliteStore } from "../src/store/Store.js"
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "security-keys-"))
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -24,8 +23,8 @@ const serving = <A, E, R>(http: Layer.Layer<A, E, R>, env: Record<string, string
   const dbFile = path.join(dir, `app-${databases++}.db`)
   const runtime = ManagedRuntime.make(
     http.pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
-      Layer.provideMerge(sqliteLayer(dbFile)),
+      Layer.provideMerge(Health.Default),
+      Layer.provideMerge(sqliteStore(dbFile)),
       Layer.provide(
         Layer.setConfigProvider(
           ConfigProvider.fromMap(new Map(Object.entries({ SYMBOLS: "BTCUSDT", STORAGE_PATH: dbFile, ...env })))

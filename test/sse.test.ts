@@ -1,17 +1,18 @@
-import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
+import { ConfigProvider, Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
+import pg from "pg"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { LiveFeed, OUTBOX_EVENTS, type Subscription } from "../src/api/live/LiveFeed.js"
 import { makeFilter, ReplayBuffer } from "../src/api/live/ReplayBuffer.js"
 import { eventJson } from "../src/domain/EventJson.js"
 import { formatInstantMicros, type TickerSymbol } from "../src/domain/Ticker.js"
 import { tradeJson } from "../src/domain/Trade.js"
-import { sqliteLayer } from "../src/store/Sql.js"
 import { connectSse, pausedClient, sseParser, until } from "./support/sse.js"
 import { mainJs, type RunningMain, startRoleAll } from "./support/process.js"
+import { freshStore, STORE_KINDS, type StoreKind } from "./support/stores.js"
 
 /**
  * GET /stream. The feed in process over a database the test writes (what is sent, in what order,
@@ -56,31 +57,59 @@ describe("the replay ring", () => {
   })
 })
 
-describe("the live feed, in process", () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sse-feed-"))
-  const file = path.join(dir, "app.db")
+/**
+ * Rows written straight into a store of `kind`, as another process would: statements are queued and
+ * `commit` runs them as one transaction.
+ */
+const storeWriter = async (kind: StoreKind, location: string) => {
+  const queued: Array<readonly [string, ReadonlyArray<unknown>]> = []
+  const run = (text: string, ...params: ReadonlyArray<unknown>) => void queued.push([text, params])
+  if (kind === "sqlite") {
+    const db = new Database(location)
+    return {
+      run,
+      commit: async () => db.transaction(() => void queued.splice(0).forEach(([text, params]) => db.prepare(text).run(...params)))(),
+      close: async () => db.close()
+    }
+  }
+  const client = new pg.Client({ connectionString: location })
+  await client.connect()
+  return {
+    run,
+    commit: async () => {
+      await client.query("BEGIN")
+      for (const [text, params] of queued.splice(0)) {
+        let n = 0
+        await client.query(text.replace(/\?/g, () => `$${++n}`), params as Array<unknown>)
+      }
+      await client.query("COMMIT")
+    },
+    close: () => client.end()
+  }
+}
+
+describe.each(STORE_KINDS)("the live feed, in process, on %s", (kind) => {
   const config = new Map([["SYMBOLS", "BTCUSDT,ETHUSDT"], ["SSE_HEARTBEAT_SECONDS", "1"]])
-  const runtime = ManagedRuntime.make(
-    LiveFeed.Default.pipe(Layer.provideMerge(sqliteLayer(file)), Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(config))))
-  )
-  let db: Db
+  const scope = Effect.runSync(Scope.make())
+  let runtime: ManagedRuntime.ManagedRuntime<LiveFeed, unknown>
+  let db: Awaited<ReturnType<typeof storeWriter>>
   // ten minutes ago, on a minute: history before it, "new" rows after it
   const base = Math.floor(Date.now() / MIN) * MIN - 10 * MIN
   const us = (ms: number) => ms * 1000
   const tick = (symbol: string, ms: number, price: string) => {
-    db.prepare(
-      "INSERT INTO ticks (symbol, ts_us, timestamp_utc, last_price, price_change_percent, volume, source, event_time, ingested_at) VALUES (?,?,?,?,?,?,?,?,?)"
-    ).run(symbol, us(ms), formatInstantMicros(us(ms)), price, "1.5", "100", "simulated", null, "2026-01-01T00:00:00Z")
+    db.run(
+      "INSERT INTO ticks (symbol, ts_us, timestamp_utc, last_price, price_change_percent, volume, source, event_time, ingested_at) VALUES (?,?,?,?,?,?,?,?,?)",
+      symbol, us(ms), formatInstantMicros(us(ms)), price, "1.5", "100", "simulated", null, "2026-01-01T00:00:00Z")
     return eventJson({ timestamp_utc: formatInstantMicros(us(ms)), symbol, lastPrice: price, priceChangePercent: "1.5", volume: "100", source: "simulated" } as never)
   }
   const candle = (symbol: string, source: "klines" | "ticks", open: number, price: string) =>
-    db.prepare(
-      "INSERT INTO candles (symbol, interval, source, open_time, open, high, low, close, volume, quote_volume, trades, closed) VALUES (?, '1m', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ).run(symbol, source, open, price, price, price, price, source === "klines" ? "2.5" : "0", source === "klines" ? "10" : "0", source === "klines" ? 7 : 0, source === "klines" ? 1 : 0)
+    db.run(
+      "INSERT INTO candles (symbol, interval, source, open_time, open, high, low, close, volume, quote_volume, trades, closed) VALUES (?, '1m', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      symbol, source, open, price, price, price, price, source === "klines" ? "2.5" : "0", source === "klines" ? "10" : "0", source === "klines" ? 7 : 0, source === "klines" ? 1 : 0)
   const trade = (symbol: string, id: number, ms: number) => {
-    db.prepare(
-      "INSERT INTO trades (symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time_us, is_buyer_maker, source) VALUES (?,?,?,?,?,?,?,?,?)"
-    ).run(symbol, id, "100.5", "0.25", id * 2, id * 2 + 1, us(ms), 1, "simulated")
+    db.run(
+      "INSERT INTO trades (symbol, agg_trade_id, price, quantity, first_trade_id, last_trade_id, trade_time_us, is_buyer_maker, source) VALUES (?,?,?,?,?,?,?,?,?)",
+      symbol, id, "100.5", "0.25", id * 2, id * 2 + 1, us(ms), 1, "simulated")
     return tradeJson({ symbol: symbol as TickerSymbol, id, price: "100.5", quantity: "0.25", firstTradeId: id * 2, lastTradeId: id * 2 + 1, timeMicros: us(ms), isBuyerMaker: true, source: "simulated" })
   }
   const candleJson = (symbol: string, open: number, price: string, kline: boolean) =>
@@ -100,17 +129,20 @@ describe("the live feed, in process", () => {
   const settle = () => new Promise((r) => setTimeout(r, 700)) // more than two polls
 
   beforeAll(async () => {
+    const store = await Effect.runPromise(Scope.extend(freshStore(kind), scope))
+    runtime = ManagedRuntime.make(LiveFeed.Default.pipe(Layer.provideMerge(store.layer), Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(config)))))
     feed = await runtime.runPromise(LiveFeed)
-    db = new Database(file)
+    db = await storeWriter(kind, store.location)
     // history: none of it is news
     tick("BTCUSDT", base - 30_000, "90")
     trade("BTCUSDT", 100, base - 20_000)
     candle("BTCUSDT", "klines", base - MIN, "90")
-  })
+    await db.commit()
+  }, 30_000)
   afterAll(async () => {
-    db.close()
-    await runtime.dispose()
-    fs.rmSync(dir, { recursive: true, force: true })
+    await db?.close()
+    await runtime?.dispose()
+    await Effect.runPromise(Scope.close(scope, Exit.void))
   })
 
   it("sends what is stored after the first client came, in the order of its instants, with increasing ids", async () => {
@@ -118,7 +150,7 @@ describe("the live feed, in process", () => {
     const candlesOfEth = subscribe({ kinds: ["candle"], symbols: ["ETHUSDT"] })
     await settle()
     const expected: Array<[string, string]> = []
-    db.transaction(() => {
+    {
       const t1 = tick("BTCUSDT", base + MIN + 1000, "101")
       candle("BTCUSDT", "ticks", base + MIN, "101")
       const tr = trade("BTCUSDT", 101, base + MIN + 2000)
@@ -129,7 +161,8 @@ describe("the live feed, in process", () => {
       const t3 = tick("BTCUSDT", base + 3 * MIN + 1000, "103") // closes the tick minutes before it
       expected.push(["ticker", t1], ["trade", tr], ["candle", candleJson("BTCUSDT", base + MIN, "101", false)], ["ticker", t2])
       expected.push(["candle", candleJson("BTCUSDT", base + 2 * MIN, "102", true)], ["ticker", t3])
-    })()
+    }
+    await db.commit()
     await until(() => all.events.length >= expected.length, 5000, "the new rows")
     await settle()
     assert.deepStrictEqual(all.events.map((e) => [e.event, e.data]), expected)
@@ -140,6 +173,7 @@ describe("the live feed, in process", () => {
     // ETHUSDT had no kline yet: one backfilled from the past is history, a bar closing now is news
     candle("ETHUSDT", "klines", base + 4 * MIN, "6")
     candle("ETHUSDT", "klines", base + 10 * MIN, "7")
+    await db.commit()
     await until(() => candlesOfEth.events.length === 1, 5000, "the ETHUSDT kline")
     await settle()
     assert.deepStrictEqual(candlesOfEth.events.map((e) => e.data), [candleJson("ETHUSDT", base + 10 * MIN, "7", true)])
@@ -151,9 +185,8 @@ describe("the live feed, in process", () => {
   it("resumes after Last-Event-ID, and says when it cannot", async () => {
     const reference = subscribe()
     await settle()
-    db.transaction(() => {
-      for (let i = 0; i < 20; i++) tick("ETHUSDT", base + 5 * MIN + i * 1000, `${200 + i}`)
-    })()
+    for (let i = 0; i < 20; i++) tick("ETHUSDT", base + 5 * MIN + i * 1000, `${200 + i}`)
+    await db.commit()
     await until(() => reference.events.length === 20, 5000, "20 ticks")
     const from = reference.events[4]!.id
     const resumed = subscribe({ lastEventId: from })
@@ -182,9 +215,8 @@ describe("the live feed, in process", () => {
     })
     await settle()
     const count = OUTBOX_EVENTS + 3000
-    db.transaction(() => {
-      for (let i = 0; i < count; i++) tick("ETHUSDT", base + 6 * MIN + i, "300")
-    })()
+    for (let i = 0; i < count; i++) tick("ETHUSDT", base + 6 * MIN + i, "300")
+    await db.commit()
     await until(() => dropped === 1, 10_000, "the stalled client to be dropped")
     await until(() => reader.events.length === count, 10_000, "every tick at the reader")
     assert.strictEqual(parser.retry(), 1000)

@@ -11,6 +11,7 @@ import { TickWriter } from "../src/store/TickWriter.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { toTick } from "../src/domain/Ticker.js"
 import { makeEvent, makeTick, us } from "./support/events.js"
+import { STORE_KINDS, withStore } from "./support/stores.js"
 
 /** A migrated database in a fresh temporary directory that does not exist yet (it must be created). */
 const withTempDb = <A, E>(f: (file: string) => Effect.Effect<A, E, TickRepo | TickWriter | CandleRepo | SqlClient.SqlClient>) =>
@@ -40,9 +41,11 @@ describe("SqliteStore", () => {
       }).pipe(Effect.provide(NodeContext.layer))
     )
   )
+})
 
+describe.each(STORE_KINDS)("the %s tick store", (kind) => {
   it.effect("stores the same batch twice as one row per event", () =>
-    withTempDb(() =>
+    withStore(kind)(
       Effect.gen(function* () {
         const repo = yield* TickRepo
         const writer = yield* TickWriter
@@ -65,7 +68,7 @@ describe("SqliteStore", () => {
   )
 
   it.effect("treats the same instant written with another offset or precision as the same event", () =>
-    withTempDb(() =>
+    withStore(kind)(
       Effect.gen(function* () {
         const repo = yield* TickWriter
         yield* repo.insertMany([toTick({ ...makeEvent("BTCUSDT", t0), timestamp_utc: "2026-01-15T14:00:00+00:00" })])
@@ -76,7 +79,7 @@ describe("SqliteStore", () => {
   )
 
   it.effect("returns the exact contract back: latest newest first, range oldest first with end exclusive", () =>
-    withTempDb(() =>
+    withStore(kind)(
       Effect.gen(function* () {
         const repo = yield* TickRepo
         const writer = yield* TickWriter
@@ -92,7 +95,7 @@ describe("SqliteStore", () => {
   )
 
   it.effect("the sink reports writes through TickRepo and stays idempotent in bigger batches", () =>
-    withTempDb(() =>
+    withStore(kind)(
       Effect.gen(function* () {
         const sink = yield* makeSqliteSink
         const repo = yield* TickRepo
@@ -106,9 +109,9 @@ describe("SqliteStore", () => {
   )
 })
 
-describe("candles from the live stream", () => {
-  it.effect("the SQLite sink derives 1m candles and today's daily candle from ticks; klines win where both exist", () =>
-    withTempDb(() =>
+describe.each(STORE_KINDS)("candles from the live stream (%s)", (kind) => {
+  it.effect("the sink derives 1m candles and today's daily candle from ticks; klines win where both exist", () =>
+    withStore(kind)(
       Effect.gen(function* () {
         const sink = yield* makeSqliteSink
         const candles = yield* CandleRepo

@@ -5,7 +5,7 @@
  */
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { FileSystem, Path } from "@effect/platform"
+import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
@@ -18,6 +18,7 @@ import { TradeIds } from "../src/store/TradeIds.js"
 import { makeBarSink, makeJsonlTradeSink, makeSqliteTradeSink } from "../src/store/TradeSinks.js"
 import { TradeWriter } from "../src/store/TradeWriter.js"
 import { us } from "./support/events.js"
+import { STORE_KINDS, withStore } from "./support/stores.js"
 import { fillDisk, freeDisk, tmpfsScoped } from "./support/tmpfs.js"
 
 const t0 = us("2026-01-15T14:00:00Z")
@@ -38,14 +39,9 @@ const trades = (symbol: string, from: number, to: number) => Array.from({ length
 
 type Deps = TradeWriter | CandleRepo | SqlClient.SqlClient
 
-/** A migrated database in a fresh temporary directory (or at `file`). */
-const withDb = <A, E>(f: Effect.Effect<A, E, Deps>, file?: string) =>
-  Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const db = file ?? path.join(yield* fs.makeTempDirectoryScoped(), "app.db")
-    return yield* f.pipe(Effect.provide(Layer.mergeAll(TradeWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(db)))))
-  }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+/** A migrated SQLite database at `file`. */
+const withSqliteFile = <A, E>(f: Effect.Effect<A, E, Deps>, file: string) =>
+  f.pipe(Effect.provide(Layer.mergeAll(TradeWriter.Default, CandleRepo.Default).pipe(Layer.provideMerge(sqliteLayer(file)))))
 
 const gapRows = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
@@ -57,7 +53,9 @@ const tradeCount = Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ n: number 
   Effect.map(([row]) => row!.n)
 )
 
-describe("TradeWriter", () => {
+describe.each(STORE_KINDS)("TradeWriter on %s", (kind) => {
+  const withDb = withStore(kind)
+
   it.effect("stores each trade once by (symbol, id), with every contract field", () =>
     withDb(
       Effect.gen(function* () {
@@ -173,11 +171,14 @@ describe("TradeWriter", () => {
     )
   )
 
+})
+
+describe("TradeWriter on SQLite, on a full disk", () => {
   it.scoped("a batch that hits SQLITE_FULL is rolled back whole, gaps included; the retry stores it once", () =>
     Effect.gen(function* () {
       const mount = yield* tmpfsScoped("2m")
       const filler = join(mount, "filler")
-      yield* withDb(
+      yield* withSqliteFile(
         Effect.gen(function* () {
           const writer = yield* TradeWriter
           yield* writer.storeBatch(trades("BTCUSDT", 1, 100))
@@ -213,7 +214,8 @@ describe("TradeWriter", () => {
   )
 })
 
-describe("the SQLite trade sink", () => {
+describe.each(STORE_KINDS)("the store's trade sink on %s", (kind) => {
+  const withDb = withStore(kind)
   it.effect("stores through TradeWriter and stays idempotent", () =>
     withDb(
       Effect.gen(function* () {
@@ -349,7 +351,8 @@ describe("the JSONL trade sink", () => {
   )
 })
 
-describe("the bar sink", () => {
+describe.each(STORE_KINDS)("the bar sink on %s", (kind) => {
+  const withDb = withStore(kind)
   it.effect("stores a closed 1m kline as a klines candle, once, with its day rebuilt", () =>
     withDb(
       Effect.gen(function* () {

@@ -4,6 +4,7 @@ import { formatInstantMicros } from "../domain/Ticker.js"
 import * as AppConfig from "../Config.js"
 import { Health } from "../status/Health.js"
 import { Metrics } from "../status/Metrics.js"
+import { storeLocation } from "../store/Store.js"
 import { TickRepo } from "../store/TickRepo.js"
 import { Api } from "./Api.js"
 import { unroutedResponse } from "./ClientErrors.js"
@@ -19,7 +20,8 @@ const STORE_DEADLINE = Duration.seconds(1)
 const storeReport = Effect.gen(function* () {
   const health = yield* Health
   const repo = yield* Effect.serviceOption(TickRepo)
-  const path = yield* Effect.orDie(AppConfig.storagePath) // validated at start-up
+  const location = yield* Effect.orDie(storeLocation) // validated at start-up
+  const path = location.kind === "postgres" ? location.where : yield* Effect.orDie(AppConfig.storagePath)
   const sinks = yield* health.sinks
   let newest = yield* health.newestStoredMicros
   let dbError: string | null = null
@@ -32,7 +34,7 @@ const storeReport = Effect.gen(function* () {
       Effect.either
     )
     if (Either.isRight(probe)) newest = Math.max(newest, probe.right)
-    else dbError = probe.left.message
+    else dbError = location.reason(probe.left)
   }
   const now = yield* Clock.currentTimeMillis
   const failing = sinks.find((s) => s.state === "down")

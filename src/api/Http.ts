@@ -1,6 +1,7 @@
 import {
   HttpApiBuilder,
   HttpApiSwagger,
+  type HttpApp,
   HttpMiddleware,
   HttpRouter,
   HttpServer,
@@ -10,9 +11,9 @@ import {
 import { Chunk, Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"
 import { BiReports } from "../bi/BiReports.js"
-import { CandleRepo } from "../store/CandleRepo.js"
-import { TradeRepo } from "../store/TradeRepo.js"
 import { makeClientErrorsMiddleware } from "./ClientErrors.js"
+import { storeErrorsMiddleware } from "./StoreErrors.js"
+import { storeLocation } from "../store/Store.js"
 import { type Answer, AnswerCache, jsonAnswer, latestResponse, toResponse } from "./AnswerCache.js"
 import { ApiKeyAuthLive, SecurityLive } from "./security/middleware.js"
 import { TickRepo } from "../store/TickRepo.js"
@@ -161,14 +162,13 @@ const BiLive = HttpApiBuilder.group(Api, "bi", (handlers) =>
 )
 
 /**
- * The API's handlers, and the answer cache they share (exposed for tests and metrics). The trade
- * reads (TradeRepo) are built here, like the candle reads: their own read connection.
+ * The API's handlers, and the answer cache they share (exposed for tests and metrics). The
+ * repositories come from the store the role was given (store/Store.ts): SQLite or PostgreSQL.
  */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([SystemLive, TradesLive, MarketLive, BiLive, AggTradesLive, CoverageLive, LiveHttpLive]),
-  Layer.provide([KnownSymbols.Default, BiReports.Default.pipe(Layer.provide(CandleRepo.Default)), ApiKeyAuthLive, LiveFeed.Default]),
-  Layer.provideMerge(AnswerCache.Default),
-  Layer.provide(TradeRepo.Default)
+  Layer.provide([KnownSymbols.Default, BiReports.Default, ApiKeyAuthLive, LiveFeed.Default]),
+  Layer.provideMerge(AnswerCache.Default)
 )
 
 /**
@@ -176,9 +176,12 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
  * decode failure. The routes are read from the router at each miss, so /docs and /openapi.json count.
  */
 const ClientErrorsLive = HttpApiBuilder.middleware(
-  Effect.map(HttpApiBuilder.Router, (router) =>
-    makeClientErrorsMiddleware(Effect.map(router.router, (r) => Chunk.toReadonlyArray(r.routes)))
-  )
+  Effect.gen(function* () {
+    const router = yield* HttpApiBuilder.Router
+    const clientErrors = makeClientErrorsMiddleware(Effect.map(router.router, (r) => Chunk.toReadonlyArray(r.routes)))
+    const storeErrors = storeErrorsMiddleware((yield* Effect.orDie(storeLocation)).reason)
+    return <E, R>(app: HttpApp.Default<E, R>) => storeErrors(clientErrors(app))
+  })
 ).pipe(Layer.provide(HttpApiBuilder.Router.Live))
 
 /**

@@ -1,13 +1,13 @@
+import { Command, Options } from "@effect/cli"
 import { NodeHttpClient } from "@effect/platform-node"
-import { Effect, Layer, Option } from "effect"
+import { Config, Effect, Layer, Option } from "effect"
 import * as AppConfig from "../Config.js"
 import { BI_MAX_DAYS, BiReports } from "../bi/BiReports.js"
 import type { Interval } from "../domain/Candles.js"
-import { CandleRepo } from "../store/CandleRepo.js"
-import { SqlForCommands } from "../store/Sql.js"
-import { TickRepo } from "../store/TickRepo.js"
+import { StoreForCommands } from "../store/Store.js"
 import { BACKFILL_MAX_DAYS, runBackfill } from "./Backfill.js"
 import { buildBiFiles, verifyBi } from "./BiCommands.js"
+import { runMigrateStore } from "./MigrateStore.js"
 import { BinanceLive, StartupError } from "./Roles.js"
 
 // The subcommands: each builds the layers it needs, does its work and returns (main.ts exits).
@@ -47,13 +47,12 @@ export const runBackfillCommand = (options: {
         BinanceUnavailable: stopped,
         MalformedResponse: stopped
       }),
-      Effect.provide(Layer.merge(BinanceLive, CandleRepo.Default).pipe(Layer.provideMerge(SqlForCommands)))
+      Effect.provide(BinanceLive.pipe(Layer.provideMerge(StoreForCommands)))
     )
   })
 
 const BiLive = BiReports.Default.pipe(
-  Layer.provideMerge(Layer.merge(TickRepo.Default, CandleRepo.Default)),
-  Layer.provideMerge(SqlForCommands)
+  Layer.provideMerge(StoreForCommands)
 )
 
 const checkDays = (days: number) =>
@@ -90,3 +89,83 @@ export const runVerifyBiCommand = (options: {
       Effect.provide(NodeHttpClient.layerUndici)
     )
   })
+
+const MIGRATE_CHUNK_MAX = 50_000
+
+/** `sqlite:<path>` (also `sqlite://<path>`) to the path, or undefined. */
+const sqlitePath = (from: string) => {
+  if (!from.startsWith("sqlite:")) return undefined
+  const rest = from.slice("sqlite:".length)
+  const file = rest.startsWith("//") ? rest.slice(2) : rest
+  return file === "" ? undefined : file
+}
+
+/** The URL when it is a PostgreSQL one; the error never repeats a password. */
+const postgresUrl = (to: string) => {
+  let url: URL
+  try {
+    url = new URL(to)
+  } catch {
+    return Effect.fail(
+      new StartupError({ message: "--to is not valid: expected a PostgreSQL URL such as postgres://user:password@host:5432/crypto." })
+    )
+  }
+  return (url.protocol === "postgres:" || url.protocol === "postgresql:") && url.hostname !== ""
+    ? Effect.succeed(to)
+    : Effect.fail(
+        new StartupError({
+          message: `--to ${url.protocol}//${url.host}${url.pathname} is not valid: expected a PostgreSQL URL such as postgres://user:password@host:5432/crypto.`
+        })
+      )
+}
+
+/** `migrate-store`: a SQLite history copied into PostgreSQL (resumable, idempotent), then exit. */
+export const runMigrateStoreCommand = (options: {
+  readonly from: Option.Option<string>
+  readonly to: Option.Option<string>
+  readonly chunkSize: number
+  readonly tty: boolean
+}) =>
+  Effect.gen(function* () {
+    const from = Option.isSome(options.from) ? options.from.value : `sqlite:${yield* AppConfig.storagePath}`
+    const file = sqlitePath(from)
+    if (file === undefined) {
+      return yield* new StartupError({
+        message: `--from ${JSON.stringify(from)} is not valid: expected sqlite:<the platform's SQLite file>, e.g. --from sqlite:data/app.db.`
+      })
+    }
+    const to = Option.isSome(options.to) ? Option.some(options.to.value) : yield* Config.option(Config.string("DATABASE_URL"))
+    if (Option.isNone(to)) {
+      return yield* new StartupError({
+        message: "migrate-store needs a destination: --to postgres://user:password@host:5432/crypto (or DATABASE_URL)."
+      })
+    }
+    if (!Number.isInteger(options.chunkSize) || options.chunkSize < 1 || options.chunkSize > MIGRATE_CHUNK_MAX) {
+      return yield* new StartupError({ message: `--chunk-size ${options.chunkSize} is not valid: expected a whole number from 1 to ${MIGRATE_CHUNK_MAX}.` })
+    }
+    yield* runMigrateStore({ from: file, to: yield* postgresUrl(to.value), chunkSize: options.chunkSize, tty: options.tty })
+  })
+
+/** Declared here rather than in main.ts, which only registers it (with its logger). */
+export const migrateStoreCommand = Command.make(
+  "migrate-store",
+  {
+    from: Options.text("from").pipe(
+      Options.optional,
+      Options.withDescription("the SQLite history to copy, sqlite:<path> (default: sqlite:STORAGE_PATH)")
+    ),
+    to: Options.text("to").pipe(
+      Options.optional,
+      Options.withDescription("the PostgreSQL database, postgres://user:password@host:5432/db (default: DATABASE_URL)")
+    ),
+    chunkSize: Options.integer("chunk-size").pipe(
+      Options.withDefault(5000),
+      Options.withDescription(`rows per INSERT and per transaction, 1..${MIGRATE_CHUNK_MAX}`)
+    )
+  },
+  (options) => runMigrateStoreCommand({ ...options, tty: process.stderr.isTTY === true })
+).pipe(
+  Command.withDescription(
+    "Copy a SQLite history into PostgreSQL: idempotent, resumes where an interrupted run stopped, and reads the file without changing it"
+  )
+)

@@ -12,15 +12,10 @@ import { Health } from "../status/Health.js"
 import { Metrics } from "../status/Metrics.js"
 import { StatusProbesLive } from "../status/StatusProbes.js"
 import { makeJsonlSink } from "../store/JsonlSink.js"
-import { SqlLive } from "../store/Sql.js"
 import { makeSqliteSink } from "../store/SqliteSink.js"
+import { StoreLive } from "../store/Store.js"
 import { BarSink, fanOut, TickSink, TradeSink } from "../store/TickSink.js"
-import { TickRepo } from "../store/TickRepo.js"
-import { TickWriter } from "../store/TickWriter.js"
-import { TradeRepo } from "../store/TradeRepo.js"
 import { makeBarSink, makeJsonlTradeSink, makeSqliteTradeSink } from "../store/TradeSinks.js"
-import { TradeWriter } from "../store/TradeWriter.js"
-import { CandleRepo } from "../store/CandleRepo.js"
 import { runConsumer, runStreamConsumer } from "./Consumer.js"
 import { runRepair } from "./Repair.js"
 import { MarketSource } from "../market/MarketSource.js"
@@ -101,7 +96,7 @@ const StreamSinksLive = Layer.merge(
       return BarSink.of({ name: "none", writeBatch: () => Effect.void })
     })
   )
-).pipe(Layer.provideMerge(TradeWriter.Default))
+)
 
 /** SQLite (unless ENABLE_DB_SINK=false) and the JSONL raw log, as one sink. */
 const SinkLive = Layer.effect(
@@ -112,7 +107,7 @@ const SinkLive = Layer.effect(
     sinks.push(yield* makeJsonlSink(yield* AppConfig.rawDir))
     return fanOut(sinks, health.sinkResult)
   })
-).pipe(Layer.provide(TickWriter.Default))
+)
 
 const ServerLive = Layer.unwrapEffect(
   Effect.gen(function* () {
@@ -166,7 +161,6 @@ const SourceLive = Layer.unwrapEffect(
 /** The producer loop: the configured source, publishing until it ends or a stop is requested. */
 const runSource = Effect.flatMap(MarketSource, (source) => source.run)
 
-const StoreLive = Layer.mergeAll(TickRepo.Default, TradeRepo.Default, CandleRepo.Default).pipe(Layer.provideMerge(SqlLive))
 
 /**
  * A role's layer with its /metrics: the Metrics service under everything (so every part built from

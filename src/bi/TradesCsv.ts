@@ -16,7 +16,7 @@ export const TRADES_CSV_HEADER = [
   "is_buyer_maker"
 ] as const
 
-/** Rows read from SQLite per step of the stream: ~1 MB of CSV, a few milliseconds of work. */
+/** Rows read from the store per step of the stream: ~1 MB of CSV, a few milliseconds of work. */
 export const TRADES_CSV_CHUNK_ROWS = 10_000
 
 /** A closed day with nothing left to repair never changes: caches may keep it for a year. */
@@ -60,7 +60,7 @@ export interface TradesCsv {
   readonly etag: string
   readonly cacheControl: string
   readonly filename: string
-  /** Header first, then the day's trades by id, read from SQLite a chunk at a time as the client takes them. */
+  /** Header first, then the day's trades by id, read from the store a chunk at a time as the client takes them. */
   readonly body: Stream.Stream<Uint8Array>
 }
 

@@ -23,6 +23,13 @@ const GAP_STATES = ["missing", "repaired", "unrepairable"] as const
 
 const round = (seconds: number) => Math.max(0, Math.round(seconds * 1000) / 1000)
 
+/** The configured symbols as a one-column row set named `symbol`, in the store's own dialect. */
+const configured = (sql: SqlClient.SqlClient, symbols: ReadonlyArray<string>) =>
+  sql.onDialectOrElse({
+    pg: () => sql`unnest(${`{${symbols.join(",")}}`}::text[]) AS symbol`,
+    orElse: () => sql`value AS symbol FROM json_each(${JSON.stringify(symbols)})`
+  })
+
 /** Per symbol (configured, or with ticks), one indexed MAX per table: a few microseconds each. */
 const newestEvents = (sql: SqlClient.SqlClient, symbols: ReadonlyArray<string>) =>
   sql`
@@ -30,7 +37,7 @@ const newestEvents = (sql: SqlClient.SqlClient, symbols: ReadonlyArray<string>) 
       (SELECT latest_us FROM symbol_stats WHERE symbol = s.symbol) AS ticker_us,
       (SELECT MAX(trade_time_us) FROM trades WHERE symbol = s.symbol) AS trade_us,
       (SELECT MAX(open_time) FROM candles WHERE symbol = s.symbol AND interval = '1m' AND source = 'klines') AS bar_open_ms
-    FROM (SELECT value AS symbol FROM json_each(${JSON.stringify(symbols)}) UNION SELECT symbol FROM symbol_stats) s`.pipe(
+    FROM (SELECT ${configured(sql, symbols)} UNION SELECT symbol FROM symbol_stats) s`.pipe(
     Effect.flatMap(Schema.decodeUnknown(Schema.Array(NewestRow)))
   )
 
@@ -54,7 +61,7 @@ const storeProbes = (metrics: Metrics, sql: SqlClient.SqlClient, symbols: Readon
       ),
       metrics.probe(
         gauges.tradeGapIds,
-        sql`SELECT symbol, state, SUM(to_id - from_id + 1) AS ids FROM trade_gaps GROUP BY symbol, state`.pipe(
+        sql`SELECT symbol, state, CAST(SUM(to_id - from_id + 1) AS BIGINT) AS ids FROM trade_gaps GROUP BY symbol, state`.pipe(
           Effect.flatMap(Schema.decodeUnknown(Schema.Array(GapRow))),
           Effect.map((rows) => {
             // every state of a symbol with gaps, 0 included, so a panel's series does not vanish once repaired

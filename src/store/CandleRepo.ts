@@ -1,14 +1,16 @@
-import { SqlClient, SqlSchema } from "@effect/sql"
+import { SqlClient, type SqlError, SqlSchema } from "@effect/sql"
 import { Array as Arr, Effect, Option, Schema } from "effect"
 import { bucketStart, type Candle, Interval, mergeCandleSources } from "../domain/Candles.js"
 import {
   CandleRow,
-  DAILY_AS_CANDLE_COLUMNS,
+  dailyAsCandleColumns,
   DAY_MS,
+  type Dialect,
   MemberRow,
   rebuiltDay,
-  SELECT_DAY_MEMBERS,
+  selectDayMembers,
   SourcedCandleRow,
+  SQLITE,
   toCandle,
   toSourcedCandle
 } from "./CandleRows.js"
@@ -16,10 +18,37 @@ import {
 export { buildDay, type CandleSource } from "../domain/CandleMerge.js"
 export { DailyCandle } from "./CandleRows.js"
 
-/** Candles (silver) and daily candles (gold): klines rebuild the days they touch, ticks merge into them. */
-export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo", {
-  effect: Effect.gen(function* () {
+export interface CandleStore {
+  readonly dialect: Dialect
+  /**
+   * Taken first in a kline write's transaction: what keeps the tick writers of other processes off
+   * these symbols' days while they are rebuilt (PostgreSQL). SQLite has one writer at a time.
+   */
+  readonly lockSymbols: (symbols: ReadonlyArray<string>) => Effect.Effect<void, SqlError.SqlError>
+}
+
+/**
+ * The klines as one row per (symbol, interval, open time), each what the upsert below leaves when the
+ * repeats are applied in order (a later one replaces an open one only): PostgreSQL refuses to update
+ * one row twice in a statement, SQLite would apply them one after the other.
+ */
+const foldRepeats = (candles: ReadonlyArray<Candle>): ReadonlyArray<Candle> => {
+  const byKey = new Map<string, Candle>()
+  for (const c of candles) {
+    const key = `${c.symbol}|${c.interval}|${c.openTime}`
+    const kept = byKey.get(key)
+    if (kept === undefined || !kept.closed) byKey.set(key, c)
+  }
+  return byKey.size === candles.length ? candles : [...byKey.values()]
+}
+
+/** The repository on the SqlClient in context, in `store`'s dialect; the PostgreSQL store builds it too. */
+export const makeCandleRepo = (store: CandleStore) =>
+  Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const { dialect } = store
+    const SELECT_DAY_MEMBERS = selectDayMembers(dialect)
+    const DAILY_AS_CANDLE_COLUMNS = dailyAsCandleColumns(dialect)
 
     const dayCandles = SqlSchema.findAll({
       Request: Schema.Struct({ symbol: Schema.String, from: Schema.Number, to: Schema.Number }),
@@ -31,7 +60,7 @@ export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo",
     const rebuildDay = (symbol: string, dayStart: number) =>
       dayCandles({ symbol, from: dayStart, to: dayStart + DAY_MS }).pipe(
         Effect.flatMap((rows) => {
-          const rebuilt = rebuiltDay(symbol, dayStart, rows)
+          const rebuilt = rebuiltDay(symbol, dayStart, rows, dialect)
           return sql.unsafe(rebuilt.sql, rebuilt.params)
         })
       )
@@ -48,7 +77,7 @@ export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo",
 
     const writeKlines = (candles: ReadonlyArray<Candle>) =>
       Effect.forEach(
-        Arr.chunksOf(candles, 500),
+        Arr.chunksOf(foldRepeats(candles), 500),
         (chunk) =>
           sql`INSERT INTO candles ${sql.insert(
             chunk.map((c) => ({
@@ -82,6 +111,7 @@ export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo",
     const upsert = (candles: ReadonlyArray<Candle>, _source: "klines") =>
       Effect.gen(function* () {
         if (candles.length === 0) return
+        yield* store.lockSymbols(Arr.dedupe(candles.map((c) => c.symbol)))
         yield* writeKlines(candles)
         yield* rebuildDays(candles)
       }).pipe(sql.withTransaction, Effect.withSpan("CandleRepo.upsert"))
@@ -131,4 +161,8 @@ export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo",
         )
     } as const
   })
+
+/** Candles (silver) and daily candles (gold): klines rebuild the days they touch, ticks merge into them. */
+export class CandleRepo extends Effect.Service<CandleRepo>()("store/CandleRepo", {
+  effect: makeCandleRepo({ dialect: SQLITE, lockSymbols: () => Effect.void })
 }) {}

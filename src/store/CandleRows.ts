@@ -4,9 +4,47 @@ import { type Candle, Interval, utcDate } from "../domain/Candles.js"
 import type { RawValue } from "./RawSqlite.js"
 
 // The rows of `candles` and `daily_candles` and the day rebuild's SQL, shared by CandleRepo (on
-// @effect/sql, for klines) and the tick write path (TickCandles.ts, on better-sqlite3).
+// @effect/sql, for klines) and the tick write path (TickCandles.ts, on better-sqlite3), on SQLite
+// and on PostgreSQL (store/pg/).
 
 export { DAY_MS } from "../domain/Time.js"
+
+/** What differs between SQLite's SQL and PostgreSQL's in the statements both stores share. */
+export interface Dialect {
+  /** The greater / lesser of two values (SQLite's scalar MAX / MIN). */
+  readonly greatest: string
+  readonly least: string
+  /** Epoch seconds of a `YYYY-MM-DD` text column, as an integer. */
+  readonly epochOfDate: (column: string) => string
+  /** A comparison as the 0/1 a SMALLINT column takes (SQLite's comparisons already are). */
+  readonly asInt: (condition: string) => string
+  /** The `n`-th (1-based) statement parameter. */
+  readonly param: (n: number) => string
+  /** Inserts a whole row, replacing the one with the same `key`. */
+  readonly replaceRow: (table: string, columns: ReadonlyArray<string>, key: string) => string
+}
+
+const placeholders = (d: Dialect, count: number) => Array.from({ length: count }, (_, i) => d.param(i + 1)).join(", ")
+
+export const SQLITE: Dialect = {
+  greatest: "MAX",
+  least: "MIN",
+  epochOfDate: (column) => `unixepoch(${column})`,
+  asInt: (condition) => condition,
+  param: () => "?",
+  replaceRow: (table, columns) => `INSERT OR REPLACE INTO ${table} (${columns.join(", ")}) VALUES (${placeholders(SQLITE, columns.length)})`
+}
+
+export const POSTGRES: Dialect = {
+  greatest: "GREATEST",
+  least: "LEAST",
+  epochOfDate: (column) => `EXTRACT(EPOCH FROM ${column}::date)::bigint`,
+  asInt: (condition) => `(${condition})::int`,
+  param: (n) => `$${n}`,
+  replaceRow: (table, columns, key) =>
+    `INSERT INTO ${table} (${columns.join(", ")}) VALUES (${placeholders(POSTGRES, columns.length)})
+     ON CONFLICT (${key}) DO UPDATE SET ${columns.map((c) => `${c} = excluded.${c}`).join(", ")}`
+}
 
 /** The columns a candle has in both tables (`daily_candles` as SELECT_DAILY_AS_CANDLES names them). */
 const CandleColumns = Schema.Struct({
@@ -68,8 +106,10 @@ export const SourcedCandleRow = Schema.Struct({ ...CandleColumns.fields, source:
 export const toSourcedCandle = (r: typeof SourcedCandleRow.Type): Candle & { readonly source: string } => ({ ...toCandle(r), source: r.source })
 
 /** The columns of `daily_candles` under the names of `candles`: a day is a 1d candle opening at its UTC midnight. */
-export const DAILY_AS_CANDLE_COLUMNS =
-  "symbol, '1d' AS interval, unixepoch(date) * 1000 AS open_time, open, high, low, close, volume, quote_volume, trades, closed, source"
+export const dailyAsCandleColumns = (d: Dialect) =>
+  `symbol, '1d' AS interval, ${d.epochOfDate("date")} * 1000 AS open_time, ` +
+  "open, high, low, close, volume, quote_volume, trades, closed, source"
+export const DAILY_AS_CANDLE_COLUMNS = dailyAsCandleColumns(SQLITE)
 
 const toMember = (r: MemberRow): DayMember => ({
   ...toCandle(r),
@@ -92,7 +132,9 @@ const toMember = (r: MemberRow): DayMember => ({
 })
 
 /** All stored candles of one symbol's UTC day: symbol, day start, day end (epoch ms). */
-export const SELECT_DAY_MEMBERS = "SELECT * FROM candles WHERE symbol = ? AND open_time >= ? AND open_time < ?"
+export const selectDayMembers = (d: Dialect) =>
+  `SELECT * FROM candles WHERE symbol = ${d.param(1)} AND open_time >= ${d.param(2)} AND open_time < ${d.param(3)}`
+export const SELECT_DAY_MEMBERS = selectDayMembers(SQLITE)
 
 const DAY_COLUMNS = [
   "symbol", "date", "open", "high", "low", "close", "volume", "quote_volume", "trades", "closed", "source", "basis",
@@ -107,16 +149,17 @@ const DAY_COLUMNS = [
 export const rebuiltDay = (
   symbol: string,
   dayStart: number,
-  rows: ReadonlyArray<MemberRow>
+  rows: ReadonlyArray<MemberRow>,
+  d: Dialect = SQLITE
 ): { readonly sql: string; readonly params: ReadonlyArray<RawValue> } => {
   const members = rows.map(toMember)
   const built = buildDay(members)
   const date = utcDate(dayStart)
-  if (built === undefined) return { sql: "DELETE FROM daily_candles WHERE symbol = ? AND date = ?", params: [symbol, date] }
+  if (built === undefined) return { sql: `DELETE FROM daily_candles WHERE symbol = ${d.param(1)} AND date = ${d.param(2)}`, params: [symbol, date] }
   const state = built.basis === "1m" ? dayMergeState(members) : undefined
   const c = built.candle
   return {
-    sql: `INSERT OR REPLACE INTO daily_candles (${DAY_COLUMNS.join(", ")}) VALUES (${DAY_COLUMNS.map(() => "?").join(", ")})`,
+    sql: d.replaceRow("daily_candles", DAY_COLUMNS, "symbol, date"),
     params: [
       symbol, date, c.open, c.high, c.low, c.close, c.volume, c.quoteVolume, c.trades, c.closed ? 1 : 0, built.source, built.basis,
       state?.span.firstUs ?? null, state?.span.lastUs ?? null, state?.span.highNum ?? null, state?.span.highUs ?? null,

@@ -4,7 +4,6 @@ import { NodeContext } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { SqliteClient, SqliteMigrator } from "@effect/sql-sqlite-node"
 import { Context, Duration, Effect, ExecutionStrategy, Exit, Layer, Option, Schedule, Schema, Scope } from "effect"
-import * as AppConfig from "../Config.js"
 import CreateTicks from "./migrations/0001_create_ticks.js"
 import CreateCandles from "./migrations/0002_create_candles.js"
 import IncrementalCandles from "./migrations/0003_incremental_candles.js"
@@ -149,14 +148,3 @@ export const sqliteLayer = (
   busyTimeoutMs: number = BUSY_TIMEOUT_MS
 ): Layer.Layer<SqliteClient.SqliteClient | SqlClient.SqlClient, StorageUnavailable> =>
   Layer.scopedContext(open(filename, busyTimeoutMs)).pipe(Layer.provide(Layer.merge(Reactivity.layer, NodeContext.layer)))
-
-/** The platform's database, at STORAGE_PATH, for the long-running roles. */
-export const SqlLive = Layer.unwrapEffect(Effect.map(AppConfig.storagePath, (file) => sqliteLayer(file)))
-
-/**
- * The same for the one-shot commands (backfill, bi-build): they serve no HTTP and do not retry a
- * failed write, so a write waits for another process's lock as long as start-up does.
- */
-export const SqlForCommands = Layer.unwrapEffect(
-  Effect.map(AppConfig.storagePath, (file) => sqliteLayer(file, Duration.toMillis(STARTUP_LOCK_WAIT)))
-)

@@ -2,8 +2,10 @@ import type { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer } from "effect"
 import * as AppConfig from "../Config.js"
 import { CandleRepo } from "./CandleRepo.js"
+import { LiveReads, SqliteLiveReadsLive } from "./LiveReads.js"
 import { PgCandleRepoLive } from "./pg/PgCandleRepo.js"
-import { pgLayer, type PostgresRefused } from "./pg/PgSql.js"
+import { PgLiveReadsLive } from "./pg/PgLiveReads.js"
+import { describeDatabaseUrl, pgFailureReason, pgLayer, type PostgresRefused } from "./pg/PgSql.js"
 import { PgTickRepoLive } from "./pg/PgTickRepo.js"
 import { PgTickWriterLive } from "./pg/PgTickWriter.js"
 import { PgTradeRepoLive } from "./pg/PgTradeRepo.js"
@@ -20,19 +22,19 @@ import { TradeWriter } from "./TradeWriter.js"
  * (SQLite, the embedded default, or PostgreSQL), here and nowhere else; the API, BI reports,
  * backfill, gap repair and the sinks see only these services.
  */
-export type StoreServices = SqlClient.SqlClient | TickRepo | TradeRepo | CandleRepo | TickWriter | TradeWriter
+export type StoreServices = SqlClient.SqlClient | TickRepo | TradeRepo | CandleRepo | TickWriter | TradeWriter | LiveReads
 
 export type StoreStartError = StorageUnavailable | PostgresRefused
 
 /** The SQLite store in `filename` (created and migrated when new). */
 export const sqliteStore = (filename: string, busyTimeoutMs?: number): Layer.Layer<StoreServices, StorageUnavailable> =>
-  Layer.mergeAll(TickRepo.Default, TradeRepo.Default, CandleRepo.Default, TickWriter.Default, TradeWriter.Default).pipe(
+  Layer.mergeAll(TickRepo.Default, TradeRepo.Default, CandleRepo.Default, TickWriter.Default, TradeWriter.Default, SqliteLiveReadsLive).pipe(
     Layer.provideMerge(sqliteLayer(filename, busyTimeoutMs))
   )
 
 /** The PostgreSQL store at `url` (migrated at start; start-up waits while the server is down). */
 export const postgresStore = (url: string, poolSize = 10): Layer.Layer<StoreServices, PostgresRefused> =>
-  Layer.mergeAll(PgTickRepoLive, PgTradeRepoLive, PgCandleRepoLive, PgTickWriterLive, PgTradeWriterLive).pipe(
+  Layer.mergeAll(PgTickRepoLive, PgTradeRepoLive, PgCandleRepoLive, PgTickWriterLive, PgTradeWriterLive, PgLiveReadsLive).pipe(
     Layer.provideMerge(pgLayer(url, poolSize))
   )
 
@@ -55,3 +57,13 @@ export const StoreLive = chosen()
  * process's lock as long as start-up does (they serve no HTTP and do not retry a failed write).
  */
 export const StoreForCommands = chosen(Duration.toMillis(STARTUP_LOCK_WAIT))
+
+/**
+ * Where the configured store lives, as /health shows it (a PostgreSQL URL without its password), and
+ * how to say why a read of it failed: the driver's own words on PostgreSQL ("connect ECONNREFUSED …").
+ */
+export const storeLocation = Effect.map(AppConfig.storeSettings, (settings) =>
+  settings.kind === "postgres" && settings.url !== undefined
+    ? { kind: settings.kind, where: describeDatabaseUrl(settings.url), reason: (e: Error) => pgFailureReason(e) }
+    : { kind: settings.kind, where: "", reason: (e: Error) => e.message }
+)

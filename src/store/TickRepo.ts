@@ -40,10 +40,56 @@ const contractFields =
 export const EVENT_JSON = `CASE WHEN event_time IS NULL THEN json_object(${contractFields}) ELSE json_object(${contractFields}, 'event_time', event_time) END`
 
 /** An answer of the JSON reads: the events as one JSON array, how many, and the last one's instant (µs). */
-const JsonPage = Schema.Struct({ json: Schema.String, rows: Schema.Number, last_us: Schema.NullOr(Schema.Number) })
+export const JsonPage = Schema.Struct({ json: Schema.String, rows: Schema.Number, last_us: Schema.NullOr(Schema.Number) })
 const decodePage = Schema.decodeUnknownSync(JsonPage)
 const DataVersion = Schema.Struct({ data_version: Schema.Number })
 const decodeVersion = Schema.decodeUnknownSync(DataVersion)
+
+/**
+ * The reads both stores run through @effect/sql, the same SQL on each (the JSON reads and the data
+ * version are the store's own). `symbolOrder` is the ORDER BY of `symbols`.
+ */
+export const tickQueries = (sql: SqlClient.SqlClient, symbolOrder = "symbol") => {
+  const findLatest = SqlSchema.findAll({
+    Request: Schema.Struct({ symbol: Schema.String, limit: Schema.Number }),
+    Result: TickRow,
+    execute: ({ limit, symbol }) => sql`
+      SELECT symbol, timestamp_utc, last_price, price_change_percent, volume, source, event_time
+      FROM ticks WHERE symbol = ${symbol} ORDER BY ts_us DESC LIMIT ${limit}`
+  })
+
+  const findRange = SqlSchema.findAll({
+    Request: Schema.Struct({ symbol: Schema.String, startUs: Schema.Number, endUs: Schema.Number, limit: Schema.Number }),
+    Result: TickRow,
+    execute: ({ endUs, limit, startUs, symbol }) => sql`
+      SELECT symbol, timestamp_utc, last_price, price_change_percent, volume, source, event_time
+      FROM ticks WHERE symbol = ${symbol} AND ts_us >= ${startUs} AND ts_us < ${endUs}
+      ORDER BY ts_us ASC LIMIT ${limit}`
+  })
+
+  const findSymbols = SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: SymbolSummary,
+    execute: () => sql`SELECT symbol, latest_timestamp_utc, events FROM symbol_stats ORDER BY ${sql.literal(symbolOrder)}`
+  })
+
+  const findNewest = SqlSchema.findAll({
+    Request: Schema.Void,
+    Result: Schema.Struct({ newest: Schema.NullOr(Schema.Number) }),
+    execute: () => sql`SELECT MAX(latest_us) AS newest FROM symbol_stats`
+  })
+
+  return {
+    /** Newest first. */
+    latest: (symbol: string, limit: number) => Effect.map(findLatest({ symbol, limit }), Arr.map(toEvent)),
+    /** Oldest first, `start` inclusive, `end` exclusive (microseconds since the epoch). */
+    range: (symbol: string, startUs: number, endUs: number, limit: number) =>
+      Effect.map(findRange({ symbol, startUs, endUs, limit }), Arr.map(toEvent)),
+    symbols: findSymbols(undefined),
+    /** The newest stored event's instant (µs since the epoch), 0 when nothing is stored. */
+    newestMicros: findNewest(undefined).pipe(Effect.map((rows) => rows[0]?.newest ?? 0))
+  } as const
+}
 
 export interface EventsJson {
   /** The events as a JSON array, ready to send. */
@@ -91,41 +137,15 @@ export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
       return { json, rows, lastMicros: last_us, more }
     }
 
-    const findLatest = SqlSchema.findAll({
-      Request: Schema.Struct({ symbol: Schema.String, limit: Schema.Number }),
-      Result: TickRow,
-      execute: ({ limit, symbol }) => sql`
-        SELECT symbol, timestamp_utc, last_price, price_change_percent, volume, source, event_time
-        FROM ticks WHERE symbol = ${symbol} ORDER BY ts_us DESC LIMIT ${limit}`
-    })
-
-    const findRange = SqlSchema.findAll({
-      Request: Schema.Struct({ symbol: Schema.String, startUs: Schema.Number, endUs: Schema.Number, limit: Schema.Number }),
-      Result: TickRow,
-      execute: ({ endUs, limit, startUs, symbol }) => sql`
-        SELECT symbol, timestamp_utc, last_price, price_change_percent, volume, source, event_time
-        FROM ticks WHERE symbol = ${symbol} AND ts_us >= ${startUs} AND ts_us < ${endUs}
-        ORDER BY ts_us ASC LIMIT ${limit}`
-    })
-
-    const findSymbols = SqlSchema.findAll({
-      Request: Schema.Void,
-      Result: SymbolSummary,
-      execute: () => sql`SELECT symbol, latest_timestamp_utc, events FROM symbol_stats ORDER BY symbol`
-    })
-
-    const findNewest = SqlSchema.findAll({
-      Request: Schema.Void,
-      Result: Schema.Struct({ newest: Schema.NullOr(Schema.Number) }),
-      execute: () => sql`SELECT MAX(latest_us) AS newest FROM symbol_stats`
-    })
+    const queries = tickQueries(sql)
+    /** See `dataVersion` below; a string on PostgreSQL (its snapshot). */
+    const dataVersion: Effect.Effect<number | string, SqlError.SqlError> = read("the data version", () =>
+      decodeVersion(versionStatement.get()).data_version
+    )
 
     return {
-      /** Newest first. */
-      latest: (symbol: string, limit: number) => Effect.map(findLatest({ symbol, limit }), Arr.map(toEvent)),
-      /** Oldest first, `start` inclusive, `end` exclusive (microseconds since the epoch). */
-      range: (symbol: string, startUs: number, endUs: number, limit: number) =>
-        Effect.map(findRange({ symbol, startUs, endUs, limit }), Arr.map(toEvent)),
+      latest: queries.latest,
+      range: queries.range,
       /** `latest` as one JSON array, newest first. */
       latestJson: (symbol: string, limit: number) =>
         read("the latest events", () => page(latestStatement.get(symbol, limit), false)),
@@ -141,10 +161,9 @@ export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
        * committed a change to the database since the last call: SQLite's `PRAGMA data_version` on the
        * read connection, which never writes. Meaningful only within this process's lifetime.
        */
-      dataVersion: read("the data version", () => decodeVersion(versionStatement.get()).data_version),
-      symbols: findSymbols(undefined),
-      /** The newest stored event's instant (µs since the epoch), 0 when nothing is stored. */
-      newestMicros: findNewest(undefined).pipe(Effect.map((rows) => rows[0]?.newest ?? 0))
+      dataVersion,
+      symbols: queries.symbols,
+      newestMicros: queries.newestMicros
     } as const
   })
 }) {}

@@ -88,9 +88,44 @@ const yieldToEventLoop = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(handle))
 })
 
+/** Runs of closed minutes with no closed 1m kline, and how many minutes have one. */
+export interface MinuteCoverage {
+  readonly covered: number
+  readonly missing: ReadonlyArray<{ readonly fromMs: number; readonly toMs: number }>
+}
+
 /**
- * Reads of the aggregate trades and their gaps (TradeWriter writes them), on a read connection of
- * its own with statements prepared once, every read bounded. Trades are read in (trade time, id)
+ * Runs of minutes with no closed 1m kline. The minutes are those starting in [floor(fromMs),
+ * floor(toMs)) on the minute grid: the minute holding `fromMs` counts, the one holding `toMs` (still
+ * open then) does not. `opens` reads the open times of the closed 1m klines in [from, to), in order;
+ * it is called a day at a time, with a turn of the event loop between days. Shared by both stores.
+ */
+export const minuteCoverageWith =
+  (opens: (symbol: string, fromMs: number, toMs: number) => Effect.Effect<ReadonlyArray<number>, SqlError.SqlError>) =>
+  (symbol: string, fromMs: number, toMs: number): Effect.Effect<MinuteCoverage, SqlError.SqlError> =>
+    Effect.gen(function* () {
+      const first = Math.floor(fromMs / MINUTE_MS) * MINUTE_MS
+      const end = Math.floor(toMs / MINUTE_MS) * MINUTE_MS
+      const missing: Array<{ fromMs: number; toMs: number }> = []
+      let covered = 0
+      let expected = first // the next minute a kline should start at
+      for (let day = first; day < end; day += 1440 * MINUTE_MS) {
+        if (day > first) yield* yieldToEventLoop
+        for (const open of yield* opens(symbol, day, Math.min(end, day + 1440 * MINUTE_MS))) {
+          if (open < expected) continue // off the minute grid: not a minute of its own
+          if (open > expected) missing.push({ fromMs: expected, toMs: open })
+          covered++
+          expected = open + MINUTE_MS
+        }
+      }
+      if (expected < end) missing.push({ fromMs: expected, toMs: end })
+      return { covered, missing }
+    })
+
+/**
+ * Reads of the aggregate trades and their gaps (TradeWriter writes them), every read bounded. This
+ * is the SQLite adapter (pg/PgTradeRepo the PostgreSQL one, built with `TradeRepo.make`): a read
+ * connection of its own with statements prepared once. Trades are read in (trade time, id)
  * order through the `trades_time` index: Binance numbers aggregate trades in the order they happen,
  * so that is id order, and a key of both never loses or repeats trades sharing a microsecond.
  */
@@ -149,7 +184,7 @@ export class TradeRepo extends Effect.Service<TradeRepo>()("store/TradeRepo", {
     const read = <A>(what: string, f: () => A) =>
       Effect.try({ try: f, catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to read ${what}` }) })
     const page = (row: unknown): TradesJson => ({ ...decodePage(row), last: null, more: false })
-    const toTrade = (row: unknown) =>
+    const toTrade = (row: unknown): Option.Option<TradeKey> =>
       Option.map(Option.fromNullable(decodeTrade(row)), ({ id, us }) => ({ id, timeMicros: us }))
 
     /**
@@ -169,7 +204,7 @@ export class TradeRepo extends Effect.Service<TradeRepo>()("store/TradeRepo", {
     )
 
     /** One pass over the trades of [fromUs, toUs), SCAN_CHUNK index entries at a time with a turn of the event loop between. */
-    const scan = (symbol: string, fromUs: number, toUs: number, previousId: number | null) =>
+    const scan = (symbol: string, fromUs: number, toUs: number, previousId: number | null): Effect.Effect<TradeScan, SqlError.SqlError> =>
       Effect.gen(function* () {
         let key: TradeKey = { timeMicros: fromUs, id: -1 }
         let count = 0
@@ -188,40 +223,16 @@ export class TradeRepo extends Effect.Service<TradeRepo>()("store/TradeRepo", {
             if (prev === null || id > prev) prev = id
           }
           count += ids.length
-          if (ids.length < SCAN_CHUNK) return { count, firstId, lastId, holes } satisfies TradeScan
+          if (ids.length < SCAN_CHUNK) return { count, firstId, lastId, holes }
           const id = ids[ids.length - 1]!
           key = { id, timeMicros: yield* read("a trade time", (): number => timeOfStatement.get(symbol, id)) }
           yield* yieldToEventLoop
         }
       })
 
-    /**
-     * Runs of minutes with no closed 1m kline. The minutes are those starting in [floor(fromMs),
-     * floor(toMs)) on the minute grid: the minute holding `fromMs` counts, the one holding `toMs`
-     * (still open then) does not. Read a day at a time, with a turn of the event loop between days.
-     */
-    const minuteCoverage = (symbol: string, fromMs: number, toMs: number) =>
-      Effect.gen(function* () {
-        const first = Math.floor(fromMs / MINUTE_MS) * MINUTE_MS
-        const end = Math.floor(toMs / MINUTE_MS) * MINUTE_MS
-        const missing: Array<{ fromMs: number; toMs: number }> = []
-        let covered = 0
-        let expected = first // the next minute a kline should start at
-        for (let day = first; day < end; day += 1440 * MINUTE_MS) {
-          if (day > first) yield* yieldToEventLoop
-          const opens: Array<number> = yield* read("1m klines", () =>
-            minutesStatement.all(symbol, day, Math.min(end, day + 1440 * MINUTE_MS))
-          )
-          for (const open of opens) {
-            if (open < expected) continue // off the minute grid: not a minute of its own
-            if (open > expected) missing.push({ fromMs: expected, toMs: open })
-            covered++
-            expected = open + MINUTE_MS
-          }
-        }
-        if (expected < end) missing.push({ fromMs: expected, toMs: end })
-        return { covered, missing } as const
-      })
+    const minuteCoverage = minuteCoverageWith((symbol, fromMs, toMs) =>
+      read("1m klines", (): ReadonlyArray<number> => minutesStatement.all(symbol, fromMs, toMs))
+    )
 
     return {
       /** The newest `limit` trades (highest ids first) as one JSON array. */

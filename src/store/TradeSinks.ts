@@ -11,7 +11,7 @@ import { TradeIds } from "./TradeIds.js"
 import { TradeWriter } from "./TradeWriter.js"
 
 /**
- * The queryable trade history: trades into SQLite by (symbol, aggregate trade id), and the gaps they
+ * The queryable trade history: trades into the store by (symbol, aggregate trade id), and the gaps they
  * reveal recorded in the same transaction (TradeWriter.storeBatch). A failed write is rolled back whole
  * and the consumer retries the batch.
  */
@@ -28,7 +28,7 @@ export const makeSqliteTradeSink = Effect.gen(function* () {
                 Effect.annotateLogs({ symbol: gap.symbol, from_id: gap.fromId, to_id: gap.toId, missing: gap.toId - gap.fromId + 1 })
               )
             ),
-            Effect.logDebug("stored trades in SQLite").pipe(
+            Effect.logDebug("stored trades in the store").pipe(
               Effect.annotateLogs({ trades: trades.length, added: stored, replayed: trades.length - stored })
             )
           )
@@ -105,6 +105,7 @@ export const makeJsonlTradeSink = (rawDir: string) =>
 export const makeBarSink = Effect.gen(function* () {
   const candles = yield* CandleRepo
   const sql = yield* SqlClient.SqlClient
+  const rollback = sql.onDialectOrElse({ sqlite: () => sql`ROLLBACK`.pipe(Effect.ignore), orElse: () => Effect.void })
   const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
   const storedTally = metrics?.tally("stored", barLabels)
   const observeBatch = metrics?.sqliteBatch("bar")
@@ -121,8 +122,10 @@ export const makeBarSink = Effect.gen(function* () {
         // @effect/sql turns a failed COMMIT into a defect; in WAL mode that is where a full disk
         // (SQLITE_FULL) shows. SQLite may or may not have rolled the transaction back (its docs), so
         // roll back explicitly (an error here only means nothing was open) and retry the batch.
+        // PostgreSQL has always ended a transaction whose COMMIT failed, and a ROLLBACK would only
+        // reach some idle pooled connection: there the batch is just retried.
         Effect.catchAllDefect((defect) =>
-          defect instanceof SqlError.SqlError ? sql`ROLLBACK`.pipe(Effect.ignore, Effect.zipRight(Effect.fail(defect))) : Effect.die(defect)
+          defect instanceof SqlError.SqlError ? Effect.zipRight(rollback, Effect.fail(defect)) : Effect.die(defect)
         ),
         Effect.mapError((cause) => new SinkError({ sink: "sqlite-bars", cause }))
       )

@@ -31,7 +31,7 @@ export interface StoredTrades {
   readonly gaps: ReadonlyArray<TradeGap>
 }
 
-interface GapRow {
+export interface GapRow {
   readonly fromId: number
   readonly toId: number
   readonly state: "missing" | "repaired" | "unrepairable"
@@ -63,13 +63,66 @@ export const splitGap = (gap: TradeGap, parts: ReadonlyArray<GapSettlement>): Re
   return rows
 }
 
+/** A batch's trades per symbol, each list in id order (the order gaps are found in). */
+export const bySymbolInIdOrder = (trades: ReadonlyArray<Trade>): Map<string, Array<Trade>> => {
+  const bySymbol = new Map<string, Array<Trade>>()
+  for (const trade of trades) {
+    const list = bySymbol.get(trade.symbol)
+    if (list === undefined) bySymbol.set(trade.symbol, [trade])
+    else list.push(trade)
+  }
+  for (const list of bySymbol.values()) list.sort((a, b) => a.id - b.id)
+  return bySymbol
+}
+
+/**
+ * The gaps `sorted` (one symbol's trades in id order) opens above `max`, the newest id stored before
+ * it: every jump past the newest id so far + 1. A symbol's history starts at its first trade, so with
+ * none stored (`max` null) the batch's first trade opens none; ids below the newest never do.
+ */
+export const gapsAbove = (symbol: string, max: number | null, sorted: ReadonlyArray<Trade>): Array<TradeGap> => {
+  const gaps: Array<TradeGap> = []
+  let high = max
+  for (const t of sorted) {
+    if (high !== null && t.id > high + 1) gaps.push({ symbol, fromId: high + 1, toId: t.id - 1 })
+    if (high === null || t.id > high) high = t.id
+  }
+  return gaps
+}
+
 const OpenGapRow = Schema.Struct({ symbol: Schema.String, from_id: Schema.Number, to_id: Schema.Number, detected_at: Schema.String })
 const CountRow = Schema.Struct({ n: Schema.Number })
 
+/** The writer's reads, the same SQL on both stores. */
+export const writerReads = (sql: SqlClient.SqlClient) => ({
+  /** The gaps waiting for repair, found longest ago first. */
+  openGaps: sql`
+    SELECT symbol, from_id, to_id, detected_at FROM trade_gaps WHERE state = 'missing'
+    ORDER BY detected_at, symbol, from_id`.pipe(
+    Effect.flatMap(Schema.decodeUnknown(Schema.Array(OpenGapRow))),
+    Effect.catchTag("ParseError", Effect.die),
+    Effect.map((rows): ReadonlyArray<OpenTradeGap> => rows.map((r) => ({ symbol: r.symbol, fromId: r.from_id, toId: r.to_id, detectedAt: r.detected_at })))
+  ),
+  /** How many trades of `symbol` are stored with ids in [fromId, toId]. */
+  storedIdsIn: (symbol: string, fromId: number, toId: number): Effect.Effect<number, SqlError.SqlError> =>
+    sql`SELECT COUNT(*) AS n FROM trades WHERE symbol = ${symbol} AND agg_trade_id BETWEEN ${fromId} AND ${toId}`.pipe(
+      Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(CountRow))),
+      Effect.catchTag("ParseError", Effect.die),
+      Effect.map(([row]) => row.n)
+    )
+})
+
+/** Logs that a gap was settled elsewhere already (the settle found it no longer missing). */
+export const logNotSettled = (gap: TradeGap) => (settled: boolean) =>
+  settled
+    ? Effect.void
+    : Effect.logDebug("the trade gap was no longer missing").pipe(Effect.annotateLogs({ symbol: gap.symbol, from_id: gap.fromId, to_id: gap.toId }))
+
 /**
- * The write side of the trade history, like TickWriter: its own better-sqlite3 connection with
- * statements prepared once, each write one synchronous transaction. Storing a batch also records the
- * ranges of ids it shows missing (`trade_gaps`); the repairer reads the open gaps and settles them.
+ * The write side of the trade history (SQLite here; pg/PgTradeWriter on PostgreSQL), like
+ * TickWriter: its own better-sqlite3 connection with statements prepared once, each write one
+ * synchronous transaction. Storing a batch also records the ranges of ids it shows missing
+ * (`trade_gaps`); the repairer reads the open gaps and settles them.
  */
 export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWriter", {
   scoped: Effect.gen(function* () {
@@ -97,24 +150,14 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
     )
 
     const store = db.transaction((trades: ReadonlyArray<Trade>, detectedAt: string): StoredTrades => {
-      const bySymbol = new Map<string, Array<Trade>>()
-      for (const trade of trades) {
-        const list = bySymbol.get(trade.symbol)
-        if (list === undefined) bySymbol.set(trade.symbol, [trade])
-        else list.push(trade)
-      }
       let stored = 0
       const gaps: Array<TradeGap> = []
-      for (const [symbol, list] of bySymbol) {
-        list.sort((a, b) => a.id - b.id)
+      for (const [symbol, list] of bySymbolInIdOrder(trades)) {
         const max = maxId.get(symbol)?.max
-        // The newest id stored so far: a symbol's history starts at its first trade, so none yet opens no gap.
-        let high = max === null || max === undefined ? undefined : Number(max)
+        for (const gap of gapsAbove(symbol, max === null || max === undefined ? null : Number(max), list)) {
+          if (insertGap.run(symbol, gap.fromId, gap.toId, detectedAt).changes > 0) gaps.push(gap)
+        }
         for (const t of list) {
-          if (high !== undefined && t.id > high + 1) {
-            const gap = { symbol, fromId: high + 1, toId: t.id - 1 }
-            if (insertGap.run(symbol, gap.fromId, gap.toId, detectedAt).changes > 0) gaps.push(gap)
-          }
           const { changes } = insertTrade.run(
             symbol,
             t.id,
@@ -130,7 +173,6 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
             stored += changes
             storedTally?.add(t)
           }
-          if (high === undefined || t.id > high) high = t.id
         }
       }
       return { stored, gaps }
@@ -152,13 +194,7 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
     const run = <A>(what: string, f: () => A) =>
       Effect.try({ try: f, catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to ${what}` }) })
 
-    const findOpenGaps: Effect.Effect<ReadonlyArray<OpenTradeGap>, SqlError.SqlError> = sql`
-      SELECT symbol, from_id, to_id, detected_at FROM trade_gaps WHERE state = 'missing'
-      ORDER BY detected_at, symbol, from_id`.pipe(
-      Effect.flatMap(Schema.decodeUnknown(Schema.Array(OpenGapRow))),
-      Effect.catchTag("ParseError", Effect.die),
-      Effect.map((rows) => rows.map((r) => ({ symbol: r.symbol, fromId: r.from_id, toId: r.to_id, detectedAt: r.detected_at })))
-    )
+    const { openGaps, storedIdsIn } = writerReads(sql)
 
     return {
       /**
@@ -190,7 +226,7 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
             ),
 
       /** The gaps waiting for repair, found longest ago first. */
-      openGaps: findOpenGaps,
+      openGaps,
 
       /**
        * Replaces the missing gap with what became of its parts (resolved `at`), in one transaction; a
@@ -208,23 +244,12 @@ export class TradeWriter extends Effect.Service<TradeWriter>()("store/TradeWrite
               return settled
             })
           ),
-          Effect.tap((settled) =>
-            settled
-              ? Effect.void
-              : Effect.logDebug("the trade gap was no longer missing").pipe(
-                  Effect.annotateLogs({ symbol: gap.symbol, from_id: gap.fromId, to_id: gap.toId })
-                )
-          ),
+          Effect.tap(logNotSettled(gap)),
           Effect.asVoid
         ),
 
       /** How many trades of `symbol` are stored with ids in [fromId, toId]. */
-      storedIdsIn: (symbol: string, fromId: number, toId: number) =>
-        sql`SELECT COUNT(*) AS n FROM trades WHERE symbol = ${symbol} AND agg_trade_id BETWEEN ${fromId} AND ${toId}`.pipe(
-          Effect.flatMap(Schema.decodeUnknown(Schema.Tuple(CountRow))),
-          Effect.catchTag("ParseError", Effect.die),
-          Effect.map(([row]) => row.n)
-        )
+      storedIdsIn
     } as const
   })
 }) {}

@@ -7,8 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { httpServer } from "../../src/api/Http.js"
 import { Health } from "../../src/status/Health.js"
-import { sqliteLayer } from "../../src/store/Sql.js"
-import { TickRepo } from "../../src/store/TickRepo.js"
+import { sqliteStore } from "../../src/store/Store.js"
 import { TradeRepo } from "../../src/store/TradeRepo.js"
 
 /**
@@ -19,9 +18,9 @@ import { TradeRepo } from "../../src/store/TradeRepo.js"
 export const tradesApiRuntime = (prefix: string) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
   const runtime = ManagedRuntime.make(
-    Layer.merge(httpServer(NodeHttpServer.layerTest), TradeRepo.Default).pipe(
-      Layer.provideMerge(Layer.mergeAll(TickRepo.Default, Health.Default)),
-      Layer.provideMerge(sqliteLayer(path.join(dir, "app.db"))),
+    httpServer(NodeHttpServer.layerTest).pipe(
+      Layer.provideMerge(Health.Default),
+      Layer.provideMerge(sqliteStore(path.join(dir, "app.db"))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
     )
   )

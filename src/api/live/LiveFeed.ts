@@ -1,7 +1,7 @@
-import { Cause, Clock, Duration, Effect, Option } from "effect"
+import { Cause, Clock, Duration, Effect, Exit } from "effect"
 import { Readable } from "node:stream"
 import * as AppConfig from "../../Config.js"
-import { type LiveRow, makeLiveReads } from "../../store/LiveReads.js"
+import { type LiveRow, LiveReads } from "../../store/LiveReads.js"
 import { type Filter, type Kind, Kinds, makeFilter, ReplayBuffer } from "./ReplayBuffer.js"
 
 /**
@@ -84,7 +84,7 @@ const KIND: Readonly<Record<Kind, number>> = { ticker: 0, trade: 1, candle: 2 }
 
 export class LiveFeed extends Effect.Service<LiveFeed>()("api/LiveFeed", {
   scoped: Effect.gen(function* () {
-    const reads = yield* makeLiveReads
+    const reads = yield* LiveReads
     const configured: ReadonlyArray<string> = yield* AppConfig.symbols
     const heartbeat = Duration.seconds(yield* AppConfig.sseHeartbeatSeconds)
     // Ids start at the start instant in µs: a later process's ids are higher than an earlier one's,
@@ -97,7 +97,7 @@ export class LiveFeed extends Effect.Service<LiveFeed>()("api/LiveFeed", {
     let active = false
     let lastClientAt = 0
     let symbolsReadAt = 0
-    let seenVersion: number | undefined
+    let seenVersion: number | string | undefined
     let behind = false
     let heartbeats = 0
     let dropped = 0
@@ -119,47 +119,60 @@ export class LiveFeed extends Effect.Service<LiveFeed>()("api/LiveFeed", {
       for (const client of clients) if (client.waiting) pump(client)
     }
 
-    const startCursor = (symbol: string, now: number): Cursor => {
-      const newest = reads.newest(symbol)
-      return {
+    const startCursor = (symbol: string, now: number) =>
+      Effect.map(reads.newest(symbol), (newest): Cursor => ({
         tickUs: newest.tickUs ?? -1,
         tradeId: newest.tradeId ?? -1,
         // with no kline yet, history a backfill writes later is not news: only bars closing from now on
         klineOpen: newest.klineOpen ?? minuteOf(now * 1000) - 2 * MINUTE_MS,
         tickMinute: newest.tickUs === null ? -1 : minuteOf(newest.tickUs) - MINUTE_MS
-      }
-    }
+      }))
 
     /** Symbols configured or stored; one first seen is followed from then on. */
-    const followSymbols = (now: number) => {
-      for (const symbol of [...configured, ...reads.symbols()]) if (!cursors.has(symbol)) cursors.set(symbol, startCursor(symbol, now))
-    }
+    const followSymbols = (now: number) =>
+      Effect.flatMap(reads.symbols, (stored) =>
+        Effect.forEach(
+          [...configured, ...stored],
+          (symbol) => (cursors.has(symbol) ? Effect.void : Effect.map(startCursor(symbol, now), (c) => void cursors.set(symbol, c))),
+          { discard: true }
+        )
+      )
 
-    /** Reads what was stored since the last look and appends it, ordered by instant. */
-    const readNew = (now: number) => {
-      const found: Array<{ readonly row: LiveRow; readonly kind: number; readonly symbol: string }> = []
-      const collect = (rows: ReadonlyArray<LiveRow>, kind: number, symbol: string) => {
-        for (const row of rows) found.push({ row, kind, symbol })
-        if (rows.length === READ_LIMIT) behind = true
-        return rows.length === 0 ? undefined : rows[rows.length - 1]!.key
-      }
-      behind = false
-      for (const [symbol, c] of cursors) {
-        c.tickUs = collect(reads.ticksAfter(symbol, c.tickUs, READ_LIMIT), KIND.ticker, symbol) ?? c.tickUs
-        c.tradeId = collect(reads.tradesAfter(symbol, c.tradeId, READ_LIMIT), KIND.trade, symbol) ?? c.tradeId
-        c.klineOpen = collect(reads.klinesAfter(symbol, c.klineOpen, READ_LIMIT), KIND.candle, symbol) ?? c.klineOpen
-        // a tick minute is over once a tick of a later minute is stored; a stored kline of it wins
-        const closedBefore = c.tickUs < 0 ? -1 : minuteOf(c.tickUs)
-        if (closedBefore - MINUTE_MS > c.tickMinute) {
-          const minutes = reads.tickMinutesAfter(symbol, c.tickMinute, closedBefore, READ_LIMIT)
-          collect(minutes.filter((m) => !m.hasKline), KIND.candle, symbol)
-          c.tickMinute = minutes.length === READ_LIMIT ? minutes[minutes.length - 1]!.key : closedBefore - MINUTE_MS
-          if (minutes.length === READ_LIMIT) behind = true
+    /**
+     * Reads what was stored since the last look, then appends it ordered by instant. The cursors move
+     * only once every read has succeeded, in the same synchronous step as the append: a poll whose read
+     * fails changes nothing, and the next one reads the same rows again.
+     */
+    const readNew = (now: number) =>
+      Effect.gen(function* () {
+        const found: Array<{ readonly row: LiveRow; readonly kind: number; readonly symbol: string }> = []
+        const moved: Array<readonly [Cursor, Cursor]> = []
+        let full = false
+        const collect = (rows: ReadonlyArray<LiveRow>, kind: number, symbol: string) => {
+          for (const row of rows) found.push({ row, kind, symbol })
+          if (rows.length === READ_LIMIT) full = true
+          return rows.length === 0 ? undefined : rows[rows.length - 1]!.key
         }
-      }
-      found.sort((a, b) => a.row.timeUs - b.row.timeUs)
-      for (const { kind, row, symbol } of found) buffer.append(kind, symbol, row.json, now)
-    }
+        for (const [symbol, c] of cursors) {
+          const next = { ...c }
+          next.tickUs = collect(yield* reads.ticksAfter(symbol, c.tickUs, READ_LIMIT), KIND.ticker, symbol) ?? c.tickUs
+          next.tradeId = collect(yield* reads.tradesAfter(symbol, c.tradeId, READ_LIMIT), KIND.trade, symbol) ?? c.tradeId
+          next.klineOpen = collect(yield* reads.klinesAfter(symbol, c.klineOpen, READ_LIMIT), KIND.candle, symbol) ?? c.klineOpen
+          // a tick minute is over once a tick of a later minute is stored; a stored kline of it wins
+          const closedBefore = next.tickUs < 0 ? -1 : minuteOf(next.tickUs)
+          if (closedBefore - MINUTE_MS > c.tickMinute) {
+            const minutes = yield* reads.tickMinutesAfter(symbol, c.tickMinute, closedBefore, READ_LIMIT)
+            collect(minutes.filter((m) => !m.hasKline), KIND.candle, symbol)
+            next.tickMinute = minutes.length === READ_LIMIT ? minutes[minutes.length - 1]!.key : closedBefore - MINUTE_MS
+            if (minutes.length === READ_LIMIT) full = true
+          }
+          moved.push([c, next])
+        }
+        for (const [c, next] of moved) Object.assign(c, next)
+        behind = full
+        found.sort((a, b) => a.row.timeUs - b.row.timeUs)
+        for (const { kind, row, symbol } of found) buffer.append(kind, symbol, row.json, now)
+      })
 
     /** Drops the clients whose outbox is full or whose next event has left the ring. */
     const dropLaggards = () => {
@@ -178,42 +191,43 @@ export class LiveFeed extends Effect.Service<LiveFeed>()("api/LiveFeed", {
       signal()
     }
 
-    /** One poll: synchronous from start to end, so no client sees half of it. */
-    const step = (now: number) => {
-      for (const server of servers) {
-        if (!server.listening) return endAll()
-      }
-      if (clients.size > 0) lastClientAt = now
-      else if (!active || now - lastClientAt > REPLAY_MAX_AGE_MS) {
-        if (active) {
-          active = false
-          buffer.clear()
-          cursors.clear()
+    /** One poll. Its reads are effects; what clients see of it is appended in one synchronous step. */
+    const step = (now: number) =>
+      Effect.gen(function* () {
+        for (const server of servers) {
+          if (!server.listening) return endAll()
         }
-        return
-      }
-      if (!active) {
-        // from now on: nothing stored before the first client arrived is sent
-        active = true
-        symbolsReadAt = -Infinity
-        seenVersion = undefined
-      }
-      dropLaggards()
-      if (now - symbolsReadAt >= SYMBOLS_EVERY_MS) {
-        followSymbols(now)
-        symbolsReadAt = now
-      }
-      const version = reads.dataVersion()
-      if (version !== seenVersion || behind) {
-        seenVersion = version
-        readNew(now)
-      }
-      buffer.expire(now)
-      if (buffer.version !== signalled) {
-        signalled = buffer.version
-        signal()
-      }
-    }
+        if (clients.size > 0) lastClientAt = now
+        else if (!active || now - lastClientAt > REPLAY_MAX_AGE_MS) {
+          if (active) {
+            active = false
+            buffer.clear()
+            cursors.clear()
+          }
+          return
+        }
+        if (!active) {
+          // from now on: nothing stored before the first client arrived is sent
+          active = true
+          symbolsReadAt = -Infinity
+          seenVersion = undefined
+        }
+        dropLaggards()
+        if (now - symbolsReadAt >= SYMBOLS_EVERY_MS) {
+          yield* followSymbols(now)
+          symbolsReadAt = now
+        }
+        const version = yield* reads.dataVersion
+        if (version !== seenVersion || behind) {
+          yield* readNew(now)
+          seenVersion = version // only once read: a failed read is tried again at the next poll
+        }
+        buffer.expire(now)
+        if (buffer.version !== signalled) {
+          signalled = buffer.version
+          signal()
+        }
+      })
 
     /** What `client` is to be sent now: the preamble, a heartbeat, the next events; empty when nothing. */
     const takeFor = (client: Client): Array<Uint8Array> => {
@@ -273,11 +287,14 @@ export class LiveFeed extends Effect.Service<LiveFeed>()("api/LiveFeed", {
       let failing = false
       for (;;) {
         const now = yield* Clock.currentTimeMillis
-        const failure = yield* Effect.try(() => step(now)).pipe(Effect.flip, Effect.option)
-        if (Option.isSome(failure) && !failing) {
-          yield* Effect.logWarning("live feed: reading the store failed; trying again every poll", Cause.fail(failure.value))
-        } else if (Option.isNone(failure) && failing) yield* Effect.logInfo("live feed: reading the store again")
-        failing = Option.isSome(failure)
+        // a failed poll (a read failed, or a defect) is skipped: the feed lives on and tries again
+        const exit = yield* Effect.exit(step(now))
+        const failed = Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)
+        if (failed && !failing) {
+          yield* Effect.logWarning("live feed: reading the store failed; trying again every poll", exit.cause)
+        } else if (!failed && failing) yield* Effect.logInfo("live feed: reading the store again")
+        failing = failed
+        if (Exit.isFailure(exit) && !failed) return yield* exit
         yield* Effect.sleep(behind ? POLL_BEHIND : POLL)
       }
     })

@@ -1,6 +1,6 @@
 import { Reactivity } from "@effect/experimental"
 import { NodeContext } from "@effect/platform-node"
-import { SqlClient } from "@effect/sql"
+import { SqlClient, SqlError } from "@effect/sql"
 import { PgClient, PgMigrator } from "@effect/sql-pg"
 import { Cause, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
 import pg from "pg"
@@ -54,15 +54,31 @@ export const pgErrorCode = (cause: unknown): string | undefined => {
   return undefined
 }
 
-/** One sentence on why a connection or statement failed, for logs and /health. */
+/**
+ * One sentence on why a connection or statement failed, for logs and /health: the innermost message
+ * along `cause`'s chain (the driver's, e.g. "connect ECONNREFUSED 127.0.0.1:5432"), not a wrapper's
+ * "Failed to execute statement".
+ */
 export const pgFailureReason = (cause: unknown): string => {
   const code = pgErrorCode(cause)
+  let found: string | undefined
   for (let e = cause, depth = 0; typeof e === "object" && e !== null && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
     const { message } = e as { message?: unknown }
-    if (typeof message === "string" && message !== "" && !message.startsWith("PgClient:")) return code === undefined ? message : `${message} (${code})`
+    if (typeof message === "string" && message !== "") found = message
+    const errors = (e as { errors?: unknown }).errors
+    if (Array.isArray(errors) && errors[0] instanceof Error && errors[0].message !== "") found = errors[0].message
   }
-  return code ?? "the server did not answer"
+  if (found === undefined) return code ?? "the server did not answer"
+  return code === undefined || found.includes(code) ? found : `${found} (${code})`
 }
+
+/**
+ * @effect/sql makes a failed COMMIT or ROLLBACK (a connection lost mid-transaction, the server
+ * restarting) a defect; the transaction did not commit, so it is a failure the writer's caller (the
+ * consumer) retries like any other. Put it around `sql.withTransaction`.
+ */
+export const defectAsFailure = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SqlError.SqlError, R> =>
+  Effect.catchAllDefect(effect, (defect) => (defect instanceof SqlError.SqlError ? Effect.fail(defect) : Effect.die(defect)))
 
 /** Errors that say the URL itself is wrong, not that the server is down. */
 const REFUSED: Record<string, string> = {
