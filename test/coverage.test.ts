@@ -1,37 +1,13 @@
-import { HttpClient } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
 import { SqlClient } from "@effect/sql"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, ManagedRuntime, Option } from "effect"
-import { httpServer } from "../src/api/Http.js"
+import { Effect, Option } from "effect"
 import { coverage, mergeRanges, subtractRanges } from "../src/bi/Coverage.js"
 import type { TickerSymbol } from "../src/domain/Ticker.js"
 import { TRADE_WS_SOURCE } from "../src/domain/Trade.js"
-import { Health } from "../src/status/Health.js"
 import { TradeRepo } from "../src/store/TradeRepo.js"
-import { freshStore, STORE_KINDS, type StoreKind } from "./support/stores.js"
+import { apiOver } from "./support/apiRuntime.js"
+import { STORE_KINDS } from "./support/stores.js"
 import { insertTrades as storeTrades } from "./support/trades.js"
-
-/** The real server over a fresh store of `kind`, SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT, with TradeRepo beside it for direct reads. */
-const apiOver = (kind: StoreKind) => {
-  const runtime = ManagedRuntime.make(
-    httpServer(NodeHttpServer.layerTest).pipe(
-      Layer.provideMerge(Health.Default),
-      Layer.provideMerge(Layer.unwrapScoped(Effect.map(freshStore(kind), (store) => store.layer))),
-      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
-    )
-  )
-  const run = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient | SqlClient.SqlClient | TradeRepo>) => runtime.runPromise(effect)
-  const get = (url: string) =>
-    run(
-      Effect.gen(function* () {
-        const res = yield* (yield* HttpClient.HttpClient).get(url)
-        const text = yield* res.text
-        return { status: res.status, text, json: () => JSON.parse(text) }
-      }).pipe(Effect.scoped)
-    )
-  return { run, get, dispose: () => runtime.dispose() }
-}
 
 const ms = (iso: string) => Date.parse(iso)
 const MINUTE = 60_000

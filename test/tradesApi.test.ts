@@ -14,30 +14,9 @@ import { type Trade, tradeJson, TRADE_WS_SOURCE } from "../src/domain/Trade.js"
 import { Health } from "../src/status/Health.js"
 import { sqliteStore } from "../src/store/Store.js"
 import { TradeRepo } from "../src/store/TradeRepo.js"
-import { freshStore, STORE_KINDS, type StoreKind } from "./support/stores.js"
+import { apiOver } from "./support/apiRuntime.js"
+import { STORE_KINDS } from "./support/stores.js"
 import { insertTrades } from "./support/trades.js"
-
-/** The real server over a fresh store of `kind`, SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT, with TradeRepo beside it for direct reads. */
-const apiOver = (kind: StoreKind) => {
-  const runtime = ManagedRuntime.make(
-    httpServer(NodeHttpServer.layerTest).pipe(
-      Layer.provideMerge(Health.Default),
-      Layer.provideMerge(Layer.unwrapScoped(Effect.map(freshStore(kind), (store) => store.layer))),
-      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
-    )
-  )
-  const run = <A, E>(effect: Effect.Effect<A, E, HttpClient.HttpClient | SqlClient.SqlClient | TradeRepo>) => runtime.runPromise(effect)
-  /** GET `url` from the server: its status, headers and body. */
-  const get = (url: string, headers: Record<string, string> = {}) =>
-    run(
-      Effect.gen(function* () {
-        const res = yield* (yield* HttpClient.HttpClient).get(url, { headers })
-        const text = yield* res.text
-        return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) }
-      }).pipe(Effect.scoped)
-    )
-  return { run, get, dispose: () => runtime.dispose() }
-}
 
 const trade = (symbol: string, id: number, timeMicros: number, price = "68001.20000000", quantity = "0.01500000"): Trade => ({
   symbol: symbol as TickerSymbol,

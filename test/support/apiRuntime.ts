@@ -2,25 +2,21 @@ import { HttpClient } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import type { SqlClient } from "@effect/sql"
 import { ConfigProvider, Effect, Layer, ManagedRuntime } from "effect"
-import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { httpServer } from "../../src/api/Http.js"
 import { Health } from "../../src/status/Health.js"
-import { sqliteStore } from "../../src/store/Store.js"
-import { TradeRepo } from "../../src/store/TradeRepo.js"
+import type { TradeRepo } from "../../src/store/TradeRepo.js"
+import { freshStore, type StoreKind } from "./stores.js"
 
 /**
- * The real server (on the test HTTP client) over a database in a fresh temporary directory named
- * `prefix…`, SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT, with TradeRepo beside it for direct reads. `dispose` in
- * the file's afterAll releases it and removes the directory.
+ * The real server (on the test HTTP client) over a fresh store of `kind` (SQLite in a temp file or a
+ * new PostgreSQL database), SYMBOLS=BTCUSDT,ETHUSDT,SOLUSDT, with the store's services beside it for
+ * direct reads and writes. `dispose` in the file's afterAll releases it and removes the store.
  */
-export const tradesApiRuntime = (prefix: string) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+export const apiOver = (kind: StoreKind) => {
   const runtime = ManagedRuntime.make(
     httpServer(NodeHttpServer.layerTest).pipe(
       Layer.provideMerge(Health.Default),
-      Layer.provideMerge(sqliteStore(path.join(dir, "app.db"))),
+      Layer.provideMerge(Layer.unwrapScoped(Effect.map(freshStore(kind), (store) => store.layer))),
       Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["SYMBOLS", "BTCUSDT,ETHUSDT,SOLUSDT"]]))))
     )
   )
@@ -34,9 +30,5 @@ export const tradesApiRuntime = (prefix: string) => {
         return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) }
       }).pipe(Effect.scoped)
     )
-  const dispose = async () => {
-    await runtime.dispose()
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
-  return { dir, run, get, dispose }
+  return { run, get, dispose: () => runtime.dispose() }
 }
