@@ -220,7 +220,7 @@ describe.each(STORE_KINDS)("the store's trade sink on %s", (kind) => {
     withDb(
       Effect.gen(function* () {
         const sink = yield* makeSqliteTradeSink
-        assert.strictEqual(sink.name, "sqlite-trades")
+        assert.strictEqual(sink.name, `${kind}-trades`)
         yield* sink.writeBatch(trades("BTCUSDT", 1, 5))
         yield* sink.writeBatch([...trades("BTCUSDT", 3, 5), trade("BTCUSDT", 9)])
         assert.strictEqual(yield* tradeCount, 6)
@@ -358,7 +358,7 @@ describe.each(STORE_KINDS)("the bar sink on %s", (kind) => {
       Effect.gen(function* () {
         const sink = yield* makeBarSink
         const candles = yield* CandleRepo
-        assert.strictEqual(sink.name, "sqlite-bars")
+        assert.strictEqual(sink.name, `${kind}-bars`)
         const kline = { symbol: "BTCUSDT", interval: "1m" as const, openTime: Date.UTC(2026, 0, 15, 14, 3), trades: 321, closed: true,
           open: "68000.10000000", high: "68010.00000000", low: "67990.00000000", close: "68001.20000000",
           volume: "12.50000000", quoteVolume: "850000.00000000" }

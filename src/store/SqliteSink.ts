@@ -1,6 +1,12 @@
+import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { SinkError, TickSink } from "./TickSink.js"
 import { TickWriter } from "./TickWriter.js"
+
+/** What /health and the logs call the database sinks: the store they write, `sqlite` or `postgres`. */
+export const databaseSinkName = Effect.map(SqlClient.SqlClient, (sql) =>
+  sql.onDialectOrElse({ pg: () => "postgres" as const, orElse: () => "sqlite" as const })
+)
 
 /**
  * The queryable sink: the ticks into SQLite (bronze), and, in the same transaction, the newly stored
@@ -11,17 +17,18 @@ import { TickWriter } from "./TickWriter.js"
  */
 export const makeSqliteSink = Effect.gen(function* () {
   const writer = yield* TickWriter
+  const name = yield* databaseSinkName
   return TickSink.of({
-    name: "sqlite",
+    name,
     writeBatch: (ticks) =>
       writer.storeBatch(ticks).pipe(
         Effect.tap((stored) =>
-          Effect.logDebug("stored batch in SQLite").pipe(
+          Effect.logDebug(`stored batch in ${name}`).pipe(
             Effect.annotateLogs({ events: ticks.length, added: stored.length, replayed: ticks.length - stored.length })
           )
         ),
         Effect.asVoid,
-        Effect.mapError((cause) => new SinkError({ sink: "sqlite", cause }))
+        Effect.mapError((cause) => new SinkError({ sink: name, cause }))
       )
   })
 })

@@ -6,6 +6,7 @@ import { type Trade, tradeJson } from "../domain/Trade.js"
 import { barLabels, Metrics } from "../status/Metrics.js"
 import { CandleRepo } from "./CandleRepo.js"
 import { makeDayLog } from "./DayLog.js"
+import { databaseSinkName } from "./SqliteSink.js"
 import { BarSink, SinkError, TradeSink } from "./TickSink.js"
 import { TradeIds } from "./TradeIds.js"
 import { TradeWriter } from "./TradeWriter.js"
@@ -17,8 +18,9 @@ import { TradeWriter } from "./TradeWriter.js"
  */
 export const makeSqliteTradeSink = Effect.gen(function* () {
   const writer = yield* TradeWriter
+  const name = `${yield* databaseSinkName}-trades`
   return TradeSink.of({
-    name: "sqlite-trades",
+    name,
     writeBatch: (trades) =>
       writer.storeBatch(trades).pipe(
         Effect.tap(({ gaps, stored }) =>
@@ -34,7 +36,7 @@ export const makeSqliteTradeSink = Effect.gen(function* () {
           )
         ),
         Effect.asVoid,
-        Effect.mapError((cause) => new SinkError({ sink: "sqlite-trades", cause }))
+        Effect.mapError((cause) => new SinkError({ sink: name, cause }))
       )
   })
 })
@@ -106,6 +108,7 @@ export const makeBarSink = Effect.gen(function* () {
   const candles = yield* CandleRepo
   const sql = yield* SqlClient.SqlClient
   const rollback = sql.onDialectOrElse({ sqlite: () => sql`ROLLBACK`.pipe(Effect.ignore), orElse: () => Effect.void })
+  const name = `${yield* databaseSinkName}-bars`
   const metrics = Option.getOrUndefined(yield* Effect.serviceOption(Metrics))
   const storedTally = metrics?.tally("stored", barLabels)
   const observeBatch = metrics?.sqliteBatch("bar")
@@ -116,7 +119,7 @@ export const makeBarSink = Effect.gen(function* () {
       storedTally?.count(bars)
     })
   return BarSink.of({
-    name: "sqlite-bars",
+    name,
     writeBatch: (bars: ReadonlyArray<Candle>) =>
       Effect.suspend(() => Effect.zipLeft(candles.upsert(bars, "klines"), counted(bars, performance.now()))).pipe(
         // @effect/sql turns a failed COMMIT into a defect; in WAL mode that is where a full disk
@@ -127,7 +130,7 @@ export const makeBarSink = Effect.gen(function* () {
         Effect.catchAllDefect((defect) =>
           defect instanceof SqlError.SqlError ? Effect.zipRight(rollback, Effect.fail(defect)) : Effect.die(defect)
         ),
-        Effect.mapError((cause) => new SinkError({ sink: "sqlite-bars", cause }))
+        Effect.mapError((cause) => new SinkError({ sink: name, cause }))
       )
   })
 })

@@ -2,7 +2,7 @@ import { Reactivity } from "@effect/experimental"
 import { NodeContext } from "@effect/platform-node"
 import { SqlClient, SqlError } from "@effect/sql"
 import { PgClient, PgMigrator } from "@effect/sql-pg"
-import { Cause, Context, Data, Duration, Effect, Layer, Redacted, Schedule } from "effect"
+import { Cause, Context, Data, Duration, Effect, Layer, Schedule } from "effect"
 import pg from "pg"
 import Schema0001 from "./migrations/0001_schema.js"
 
@@ -88,12 +88,28 @@ const REFUSED: Record<string, string> = {
   "42501": "the user may not create the platform's tables: grant it CREATE on the database or use its owner"
 }
 
+/**
+ * The pool, created without connecting: `PgClient.make` would run a first query and fail while the
+ * server is down, and the store is to start without it (below). Idle connections the server drops
+ * (a restart) are discarded by the pool; the queries on them fail and are retried by their callers.
+ */
 const connect = (url: string, poolSize: number) =>
-  PgClient.make({
-    url: Redacted.make(url),
-    maxConnections: poolSize,
-    connectTimeout: Duration.seconds(5),
-    idleTimeout: Duration.seconds(30),
+  PgClient.fromPool({
+    acquire: Effect.acquireRelease(
+      Effect.sync(() => {
+        const pool = new pg.Pool({
+          connectionString: url,
+          max: poolSize,
+          connectionTimeoutMillis: 5_000,
+          idleTimeoutMillis: 30_000,
+          application_name: "crypto-streaming-platform",
+          types
+        })
+        pool.on("error", () => {})
+        return pool
+      }),
+      (pool) => Effect.promise(() => pool.end().catch(() => undefined)).pipe(Effect.timeoutOption(1000))
+    ),
     applicationName: "crypto-streaming-platform",
     types
   })
@@ -123,38 +139,47 @@ const migrate = (url: string) =>
   )
 
 /**
- * A migrated PostgreSQL store at `url`. While the server cannot be reached (down, starting, not yet
- * accepting connections) start-up logs why and tries again every 2 s, for as long as it takes: a
- * consumer started before its database waits for it. A URL the server refuses fails at once.
+ * The PostgreSQL store at `url`, migrated. Start-up tries the server once: a URL it refuses for good
+ * (no such database, a wrong password) stops the process with one sentence. A server that cannot be
+ * reached (down, starting) does not stop it: the store starts anyway and keeps trying every 2 s in
+ * the background, migrating once it answers. Meanwhile every read and write fails like any lost
+ * connection would: the API answers 503, /health says the store is down and why, the consumer keeps
+ * its batches unacknowledged and retries them.
  */
 export const pgLayer = (url: string, poolSize: number): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, PostgresRefused> =>
   Layer.scopedContext(
     Effect.gen(function* () {
       const where = describeDatabaseUrl(url)
+      const client = yield* connect(url, poolSize).pipe(Effect.mapError((e) => new PostgresRefused({ url, reason: pgFailureReason(e) })))
       const refused = (cause: unknown) => {
         const reason = REFUSED[pgErrorCode(cause) ?? ""]
         return reason === undefined ? undefined : new PostgresRefused({ url, reason: `${reason} (${pgFailureReason(cause)})` })
       }
-      let attempts = 0
-      const client = yield* connect(url, poolSize).pipe(
-        Effect.tapError((e) =>
-          refused(e) === undefined && attempts++ % 15 === 0
-            ? Effect.logWarning(`PostgreSQL at ${where} is not reachable (${pgFailureReason(e)}); trying again every ${Duration.format(CONNECT_RETRY)}`)
-            : Effect.void
-        ),
-        Effect.retry({ schedule: Schedule.spaced(CONNECT_RETRY), while: (e) => refused(e) === undefined }),
-        Effect.mapError((e) => refused(e) ?? new PostgresRefused({ url, reason: pgFailureReason(e) }))
-      )
-      yield* migrate(url).pipe(
+      const setUp = migrate(url).pipe(
         Effect.provideService(SqlClient.SqlClient, client),
         Effect.provideService(PgClient.PgClient, client),
         Effect.provide(NodeContext.layer),
-        Effect.catchAllCause((cause) => {
-          const failure = Cause.squash(cause)
-          return Effect.fail(refused(failure) ?? new PostgresRefused({ url, reason: `its migrations failed: ${pgFailureReason(failure)}` }))
-        })
+        Effect.catchAllCause((cause) => Effect.fail(Cause.squash(cause)))
       )
-      if (attempts > 0) yield* Effect.logInfo(`PostgreSQL at ${where} is reachable; the store is ready`)
+      const first = yield* Effect.either(setUp)
+      if (first._tag === "Left") {
+        const failure = first.left
+        const forGood = refused(failure)
+        if (forGood !== undefined) return yield* forGood
+        yield* Effect.logWarning(
+          `PostgreSQL at ${where} is not reachable (${pgFailureReason(failure)}); starting without it: reads answer 503 and ` +
+            `writes are retried until it is; trying again every ${Duration.format(CONNECT_RETRY)}`
+        )
+        let attempts = 0
+        yield* setUp.pipe(
+          Effect.tapError((e) =>
+            ++attempts % 30 === 0 ? Effect.logWarning(`PostgreSQL at ${where} is still not reachable (${pgFailureReason(e)})`) : Effect.void
+          ),
+          Effect.retry(Schedule.spaced(CONNECT_RETRY)),
+          Effect.zipRight(Effect.logInfo(`PostgreSQL at ${where} is reachable; the store is ready`)),
+          Effect.forkScoped
+        )
+      }
       return Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))
     })
   ).pipe(Layer.provide(Reactivity.layer))
