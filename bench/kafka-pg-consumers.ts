@@ -16,6 +16,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
+import { Kafka, logLevel } from "kafkajs"
 import pg from "pg"
 import { makeSimMarket } from "../src/domain/SimMarket.js"
 import type { TickerSymbol } from "../src/domain/Ticker.js"
@@ -36,7 +37,7 @@ const partitions = Number(args.partitions)
 const rounds = Number(args.rounds)
 const symbols = symbolsOf(Number(args.symbols))
 
-const admin = async <A>(url: string, f: (client: pg.Client) => Promise<A>): Promise<A> => {
+const onServer = async <A>(url: string, f: (client: pg.Client) => Promise<A>): Promise<A> => {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
@@ -53,7 +54,7 @@ const databaseUrl = (name: string) => {
 }
 
 const rowCount = (url: string) =>
-  admin(url, async (c) => Number((await c.query("SELECT count(*) AS n FROM ticks")).rows[0].n)).catch(() => 0)
+  onServer(url, async (c) => Number((await c.query("SELECT count(*) AS n FROM ticks")).rows[0].n)).catch(() => 0)
 
 /** The first `events` sim events as JSONL day files (what the raw log would hold). */
 const writeRecording = (dir: string) => {
@@ -90,6 +91,19 @@ const main = async () => {
     )
     running.push(producer)
     await producer.waitForLine((l) => l.message.startsWith("replay finished:"), 300_000, "the replay to finish")
+    // "finished" means handed to the producer's outbox: stop it only once Kafka holds every event
+    const admin = new Kafka({ clientId: "bench", brokers: [kafka.bootstrap], logLevel: logLevel.NOTHING }).admin()
+    await admin.connect()
+    try {
+      const deadline = Date.now() + 120_000
+      let onTopic = 0
+      while ((onTopic = (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0)) < events) {
+        if (Date.now() > deadline) throw new Error(`the topic holds ${onTopic} events, expected ${events}`)
+        await sleep(250)
+      }
+    } finally {
+      await admin.disconnect()
+    }
     await producer.stop()
     print(`input: ${thousands(events)} sim events, ${symbols.length} symbols, on a topic of ${partitions} partitions (published before the consumers start); ${rounds} rounds`)
 
@@ -97,7 +111,7 @@ const main = async () => {
     for (let round = 1; round <= rounds; round++) {
       for (const consumers of [1, 2]) {
         const name = `cs_bench_kafka_${Date.now()}`
-        await admin(args.server, (c) => c.query(`CREATE DATABASE ${name}`))
+        await onServer(args.server, (c) => c.query(`CREATE DATABASE ${name}`))
         const url = databaseUrl(name)
         const group = `bench_pg_group_${Date.now()}`
         const roles = Array.from({ length: consumers }, (_, i) =>
@@ -132,7 +146,7 @@ const main = async () => {
           print(`round ${round}: ${consumers} consumer(s): ${perSecond(rate)} (10 %..90 % of the events), ${thousands(final)} rows, each once`)
         } finally {
           await Promise.all(roles.map((r) => r.stop()))
-          await admin(args.server, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
+          await onServer(args.server, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))
         }
       }
     }
