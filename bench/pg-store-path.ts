@@ -79,23 +79,16 @@ const rowsIn = async (url: string) => {
 
 const COLUMNS = "symbol, ts_us, timestamp_utc, last_price, price_change_percent, volume, source, event_time, ingested_at"
 
-/** The baseline: node `pg`, one multi-row INSERT … ON CONFLICT DO NOTHING per batch, in a transaction. */
-const plain = async (url: string, ticks: ReadonlyArray<Tick>): Promise<number> => {
+/** A plain node `pg` loop: one transaction per batch around `insert`; the time of the writes (ms). */
+const plainLoop = async (url: string, ticks: ReadonlyArray<Tick>, insert: (client: pg.Client, chunk: ReadonlyArray<Tick>, ingestedAt: string) => Promise<unknown>) => {
   const client = new pg.Client({ connectionString: url })
   await client.connect()
   try {
     const ingestedAt = new Date().toISOString()
     const started = performance.now()
     for (let i = 0; i < ticks.length; i += batch) {
-      const chunk = ticks.slice(i, i + batch)
-      const params: Array<unknown> = []
-      const rows = chunk.map((t) => {
-        const base = params.length
-        params.push(t.symbol, t.tsMicros, t.event.timestamp_utc, t.event.lastPrice, t.event.priceChangePercent, t.event.volume, t.event.source, t.event.event_time ?? null, ingestedAt)
-        return `(${Array.from({ length: 9 }, (_, k) => `$${base + k + 1}`).join(", ")})`
-      })
       await client.query("BEGIN")
-      await client.query(`INSERT INTO ticks (${COLUMNS}) VALUES ${rows.join(", ")} ON CONFLICT DO NOTHING`, params)
+      await insert(client, ticks.slice(i, i + batch), ingestedAt)
       await client.query("COMMIT")
     }
     return performance.now() - started
@@ -104,34 +97,33 @@ const plain = async (url: string, ticks: ReadonlyArray<Tick>): Promise<number> =
   }
 }
 
+/** The baseline: one multi-row INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING per batch. */
+const plain = (url: string, ticks: ReadonlyArray<Tick>) =>
+  plainLoop(url, ticks, (client, chunk, ingestedAt) => {
+    const params: Array<unknown> = []
+    const rows = chunk.map((t) => {
+      const base = params.length
+      params.push(t.symbol, t.tsMicros, t.event.timestamp_utc, t.event.lastPrice, t.event.priceChangePercent, t.event.volume, t.event.source, t.event.event_time ?? null, ingestedAt)
+      return `(${Array.from({ length: 9 }, (_, k) => `$${base + k + 1}`).join(", ")})`
+    })
+    return client.query(`INSERT INTO ticks (${COLUMNS}) VALUES ${rows.join(", ")} ON CONFLICT DO NOTHING`, params)
+  })
+
 /**
  * The baseline in the product's own statement shape: the batch as nine arrays through `unnest`, one
  * INSERT … ON CONFLICT DO NOTHING per batch (9 parameters, one plan, whatever the batch size).
  */
-const plainUnnest = async (url: string, ticks: ReadonlyArray<Tick>): Promise<number> => {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    const ingestedAt = new Date().toISOString()
-    const started = performance.now()
-    for (let i = 0; i < ticks.length; i += batch) {
-      const chunk = ticks.slice(i, i + batch)
-      await client.query("BEGIN")
-      await client.query(
-        `INSERT INTO ticks (${COLUMNS}) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) ON CONFLICT DO NOTHING`,
-        [
-          chunk.map((t) => t.symbol), chunk.map((t) => t.tsMicros), chunk.map((t) => t.event.timestamp_utc), chunk.map((t) => t.event.lastPrice),
-          chunk.map((t) => t.event.priceChangePercent), chunk.map((t) => t.event.volume), chunk.map((t) => t.event.source),
-          chunk.map((t) => t.event.event_time ?? null), chunk.map(() => ingestedAt)
-        ]
-      )
-      await client.query("COMMIT")
-    }
-    return performance.now() - started
-  } finally {
-    await client.end()
-  }
-}
+const plainUnnest = (url: string, ticks: ReadonlyArray<Tick>) =>
+  plainLoop(url, ticks, (client, chunk, ingestedAt) =>
+    client.query(
+      `INSERT INTO ticks (${COLUMNS}) SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]) ON CONFLICT DO NOTHING`,
+      [
+        chunk.map((t) => t.symbol), chunk.map((t) => t.tsMicros), chunk.map((t) => t.event.timestamp_utc), chunk.map((t) => t.event.lastPrice),
+        chunk.map((t) => t.event.priceChangePercent), chunk.map((t) => t.event.volume), chunk.map((t) => t.event.source),
+        chunk.map((t) => t.event.event_time ?? null), chunk.map(() => ingestedAt)
+      ]
+    )
+  )
 
 /** The product: the sinks as Roles.ts wires them on STORE=postgres (or the database sink alone). */
 const product = (url: string, rawDir: string, ticks: ReadonlyArray<Tick>, withJsonl: boolean): Promise<number> =>

@@ -2,31 +2,17 @@ import { SqlClient } from "@effect/sql"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import { coverage, mergeRanges, subtractRanges } from "../src/bi/Coverage.js"
-import type { TickerSymbol } from "../src/domain/Ticker.js"
-import { TRADE_WS_SOURCE } from "../src/domain/Trade.js"
 import { TradeRepo } from "../src/store/TradeRepo.js"
 import { apiOver } from "./support/apiRuntime.js"
 import { STORE_KINDS } from "./support/stores.js"
-import { insertTrades as storeTrades } from "./support/trades.js"
+import { insertTrades as storeTrades, plainTrade } from "./support/trades.js"
 
 const ms = (iso: string) => Date.parse(iso)
 const MINUTE = 60_000
 
 /** Trades by id and instant (ms), stored with plain SQL as the trade writer stores them. */
 const insertTrades = (symbol: string, trades: ReadonlyArray<readonly [id: number, atMs: number]>) =>
-  storeTrades(
-    trades.map(([id, at]) => ({
-      symbol: symbol as TickerSymbol,
-      id,
-      price: "100.00000000",
-      quantity: "1.00000000",
-      firstTradeId: id,
-      lastTradeId: id,
-      timeMicros: at * 1000,
-      isBuyerMaker: false,
-      source: TRADE_WS_SOURCE
-    }))
-  )
+  storeTrades(trades.map(([id, at]) => plainTrade(symbol, id, at * 1000)))
 
 /** 1m candles opening at each of `opens`: klines unless told otherwise. */
 const insertMinutes = (symbol: string, opens: ReadonlyArray<number>, options: { source?: string; closed?: number } = {}) =>

@@ -7,26 +7,16 @@
 import { SqlClient } from "@effect/sql"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
-import type { TickerSymbol } from "../src/domain/Ticker.js"
-import { type Trade, TRADE_REST_SOURCE, TRADE_WS_SOURCE } from "../src/domain/Trade.js"
+import { type Trade, TRADE_REST_SOURCE } from "../src/domain/Trade.js"
 import { LiveReads } from "../src/store/LiveReads.js"
 import { PgTradeWriterLive } from "../src/store/pg/PgTradeWriter.js"
 import { pgLayer } from "../src/store/pg/PgSql.js"
 import { TradeRepo } from "../src/store/TradeRepo.js"
 import { type StoredTrades, TradeWriter } from "../src/store/TradeWriter.js"
 import { freshStore, type StoreKind, withStore } from "./support/stores.js"
+import { plainTrade } from "./support/trades.js"
 
-const trade = (symbol: string, id: number): Trade => ({
-  symbol: symbol as TickerSymbol,
-  id,
-  price: "100.00000000",
-  quantity: "1.00000000",
-  firstTradeId: id,
-  lastTradeId: id,
-  timeMicros: 1_768_485_600_000_000 + id * 1000,
-  isBuyerMaker: false,
-  source: TRADE_WS_SOURCE
-})
+const trade = (symbol: string, id: number): Trade => plainTrade(symbol, id, 1_768_485_600_000_000 + id * 1000)
 const trades = (symbol: string, from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => trade(symbol, from + i))
 
 /** A writer on a pool of its own: another process. */

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
-import { type Trade, toTradeEvent } from "../../src/domain/Trade.js"
+import type { TickerSymbol } from "../../src/domain/Ticker.js"
+import { type Trade, toTradeEvent, TRADE_WS_SOURCE } from "../../src/domain/Trade.js"
 
 /**
  * A trade as a row of the `trades` table, as the trade writer stores it: the contract's fields, the
@@ -23,3 +24,16 @@ export const insertTrades = (trades: ReadonlyArray<Trade>) =>
 
 /** By symbol, then by id: the order of `ORDER BY symbol, agg_trade_id`. */
 export const bySymbolThenId = (a: Trade, b: Trade): number => (a.symbol < b.symbol ? -1 : a.symbol > b.symbol ? 1 : a.id - b.id)
+
+/** A plain stream trade of one unit at 100: `id` at `timeMicros`, its own first and last trade id. */
+export const plainTrade = (symbol: string, id: number, timeMicros: number): Trade => ({
+  symbol: symbol as TickerSymbol,
+  id,
+  price: "100.00000000",
+  quantity: "1.00000000",
+  firstTradeId: id,
+  lastTradeId: id,
+  timeMicros,
+  isBuyerMaker: false,
+  source: TRADE_WS_SOURCE
+})
