@@ -108,7 +108,8 @@ export const store: Config.Config<StoreKind> = literal(
   "sqlite",
   "postgres"
 ).pipe(Config.withDefault("sqlite" as const))
-const postgresUrl = (raw: string) => {
+/** `raw` when it is a PostgreSQL URL (postgres:// or postgresql:// with a host), else undefined. */
+export const postgresUrl = (raw: string) => {
   try {
     const url = new URL(raw)
     return (url.protocol === "postgres:" || url.protocol === "postgresql:") && url.hostname !== "" ? raw : undefined

@@ -100,24 +100,25 @@ const sqlitePath = (from: string) => {
   return file === "" ? undefined : file
 }
 
-/** The URL when it is a PostgreSQL one; the error never repeats a password. */
-const postgresUrl = (to: string) => {
-  let url: URL
+/** `to` without user or password, for an error message. */
+const shownUrl = (to: string) => {
   try {
-    url = new URL(to)
+    const url = new URL(to)
+    return `${url.protocol}//${url.host}${url.pathname}`
   } catch {
-    return Effect.fail(
-      new StartupError({ message: "--to is not valid: expected a PostgreSQL URL such as postgres://user:password@host:5432/crypto." })
-    )
+    return "(not a URL)"
   }
-  return (url.protocol === "postgres:" || url.protocol === "postgresql:") && url.hostname !== ""
+}
+
+/** The URL when it is a PostgreSQL one (Config's own check); the error never repeats a password. */
+const destination = (to: string) =>
+  AppConfig.postgresUrl(to) !== undefined
     ? Effect.succeed(to)
     : Effect.fail(
         new StartupError({
-          message: `--to ${url.protocol}//${url.host}${url.pathname} is not valid: expected a PostgreSQL URL such as postgres://user:password@host:5432/crypto.`
+          message: `--to ${shownUrl(to)} is not valid: expected a PostgreSQL URL such as postgres://user:password@host:5432/crypto.`
         })
       )
-}
 
 /** `migrate-store`: a SQLite history copied into PostgreSQL (resumable, idempotent), then exit. */
 export const runMigrateStoreCommand = (options: {
@@ -134,7 +135,7 @@ export const runMigrateStoreCommand = (options: {
         message: `--from ${JSON.stringify(from)} is not valid: expected sqlite:<the platform's SQLite file>, e.g. --from sqlite:data/app.db.`
       })
     }
-    const to = Option.isSome(options.to) ? Option.some(options.to.value) : yield* Config.option(Config.string("DATABASE_URL"))
+    const to = Option.isSome(options.to) ? Option.some(options.to.value) : yield* Config.option(AppConfig.databaseUrl)
     if (Option.isNone(to)) {
       return yield* new StartupError({
         message: "migrate-store needs a destination: --to postgres://user:password@host:5432/crypto (or DATABASE_URL)."
@@ -143,7 +144,7 @@ export const runMigrateStoreCommand = (options: {
     if (!Number.isInteger(options.chunkSize) || options.chunkSize < 1 || options.chunkSize > MIGRATE_CHUNK_MAX) {
       return yield* new StartupError({ message: `--chunk-size ${options.chunkSize} is not valid: expected a whole number from 1 to ${MIGRATE_CHUNK_MAX}.` })
     }
-    yield* runMigrateStore({ from: file, to: yield* postgresUrl(to.value), chunkSize: options.chunkSize, tty: options.tty })
+    yield* runMigrateStore({ from: file, to: yield* destination(to.value), chunkSize: options.chunkSize, tty: options.tty })
   })
 
 /** Declared here rather than in main.ts, which only registers it (with its logger). */
