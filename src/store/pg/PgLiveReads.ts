@@ -2,20 +2,11 @@ import { SqlClient } from "@effect/sql"
 import type { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Schema } from "effect"
 import { CANDLE_COLUMNS, type CandleColumns, candleRow, KLINES, LiveReads, type LiveRow } from "../LiveReads.js"
+import { PG_EVENT_JSON, pgDataVersion } from "./PgTickRepo.js"
 import { pgTradeJson } from "./PgTradeJson.js"
-
-/**
- * The contract event of the `ticks` row aliased `t`, built by PostgreSQL as TickRepo's EVENT_JSON is
- * by SQLite: compact, fields in contract order, `event_time` only when stored (the only nullable column).
- */
-const TICK_JSON =
-  "json_strip_nulls(row_to_json((SELECT j FROM (SELECT t.timestamp_utc, t.symbol, t.last_price AS \"lastPrice\", " +
-  "t.price_change_percent AS \"priceChangePercent\", t.volume, t.source, t.event_time) j)))::text"
 
 const Newest = Schema.Struct({ tick_us: Schema.NullOr(Schema.Number), trade_id: Schema.NullOr(Schema.Number), kline_open: Schema.NullOr(Schema.Number) })
 const decodeNewest = Schema.decodeUnknown(Schema.Tuple(Newest))
-const Version = Schema.Tuple(Schema.Struct({ version: Schema.String }))
-const decodeVersion = Schema.decodeUnknown(Version)
 
 /** [key, time µs, json] rows, as the statements below select them. */
 const keyed = (rows: ReadonlyArray<ReadonlyArray<unknown>>): ReadonlyArray<LiveRow> =>
@@ -24,8 +15,7 @@ const keyed = (rows: ReadonlyArray<ReadonlyArray<unknown>>): ReadonlyArray<LiveR
 /**
  * The PostgreSQL adapter of the live feed's reads, on the store's pool; each read is one statement.
  * Rows are taken as arrays (no object per row) and written without a Schema: every column was checked
- * when it was stored. The data version is the server's current snapshot (`xmin:xmax:in-progress`): it
- * changes whenever a transaction that writes begins (xmax) or ends (xmin, the list), on any connection.
+ * when it was stored. The data version is TickRepo's (`pgDataVersion`).
  */
 export const PgLiveReadsLive: Layer.Layer<LiveReads, never, SqlClient.SqlClient | PgClient.PgClient> = Layer.effect(
   LiveReads,
@@ -33,11 +23,7 @@ export const PgLiveReadsLive: Layer.Layer<LiveReads, never, SqlClient.SqlClient 
     const sql = yield* SqlClient.SqlClient
 
     return LiveReads.of({
-      dataVersion: sql`SELECT pg_current_snapshot()::text AS version`.pipe(
-        Effect.flatMap(decodeVersion),
-        Effect.catchTag("ParseError", Effect.die),
-        Effect.map(([row]) => row.version)
-      ),
+      dataVersion: pgDataVersion(sql),
       // distinct trade symbols by hopping through the primary key (one lookup each), and the tick symbols
       symbols: sql`
         WITH RECURSIVE s(symbol) AS (
@@ -57,7 +43,7 @@ export const PgLiveReadsLive: Layer.Layer<LiveReads, never, SqlClient.SqlClient 
           Effect.map(([r]) => ({ tickUs: r.tick_us, tradeId: r.trade_id, klineOpen: r.kline_open }))
         ),
       ticksAfter: (symbol, afterUs, limit) =>
-        sql`SELECT t.ts_us, t.ts_us, ${sql.literal(TICK_JSON)} FROM ticks t
+        sql`SELECT t.ts_us, t.ts_us, ${sql.literal(PG_EVENT_JSON)} FROM ticks t
           WHERE t.symbol = ${symbol} AND t.ts_us > ${afterUs} ORDER BY t.ts_us LIMIT ${limit}`.values.pipe(Effect.map(keyed)),
       tradesAfter: (symbol, afterId, limit) =>
         sql`SELECT t.agg_trade_id, t.trade_time_us, ${sql.literal(pgTradeJson("t"))} FROM trades t

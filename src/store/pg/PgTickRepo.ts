@@ -26,6 +26,16 @@ const decodeMore = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ more: Schem
 const decodeVersion = Schema.decodeUnknown(Schema.Tuple(Schema.Struct({ version: Schema.String })))
 
 /**
+ * The store's data version on PostgreSQL (TickRepo's and the live feed's): the current snapshot
+ * (`xmin:xmax:running ids`), which changes whenever a transaction that writes has begun (taken an
+ * id) or ended since the last call, in any session. Reads take no id.
+ */
+export const pgDataVersion = (sql: SqlClient.SqlClient) =>
+  Effect.flatMap(sql.unsafe("SELECT pg_current_snapshot()::text AS version"), (rows) =>
+    Effect.orDie(Effect.map(decodeVersion(rows), ([row]) => row.version))
+  )
+
+/**
  * TickRepo on PostgreSQL: the same reads; the JSON pages are built by the server, byte for byte what
  * the SQLite store sends. Symbols are listed in byte order (`COLLATE "C"`), as SQLite sorts them,
  * whatever the database's collation.
@@ -50,13 +60,7 @@ export const PgTickRepoLive: Layer.Layer<TickRepo, never, SqlClient.SqlClient | 
             ? Effect.succeed(answer)
             : Effect.map(one(decodeMore, MORE, [symbol, answer.lastMicros, endUs]), ({ more }) => ({ ...answer, more }))
         ),
-      /**
-       * Changes whenever a transaction that writes has begun (taken an id) or ended since the last
-       * call, in any session: the current snapshot (`xmin:xmax:running ids`). Reads take no id.
-       */
-      dataVersion: Effect.flatMap(sql.unsafe("SELECT pg_current_snapshot()::text AS version"), (rows) =>
-        Effect.orDie(Effect.map(decodeVersion(rows), ([row]) => row.version))
-      ),
+      dataVersion: pgDataVersion(sql),
       symbols: queries.symbols,
       newestMicros: queries.newestMicros
     })
