@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest"
 import { committedOffsets, endOffsets, kafkaBootstrap, runScoped, sumOf, uniqueGroup, uniqueTopic } from "./support/kafka.js"
 import { type RunningMain, runMain, waitFor } from "./support/process.js"
 import { identityOf, rawLineCount, readRawLog, type SimDays, writeSimDays } from "./support/simDays.js"
-import { logMessages, useScratch } from "./support/simRun.js"
+import { consumerLogs, logMessages, useScratch } from "./support/simRun.js"
 import { query, tickCount } from "./support/sqlite.js"
 
 /**
@@ -101,8 +101,7 @@ describe("Kafka faults that must still hold", () => {
       consumers.push(c)
       return c
     }
-    const consumerLogs = () =>
-      consumers.map((c, i) => `--- consumer run ${i + 1} ---\n${c.output().split("\n").filter((l) => !l.includes('"DEBUG"')).slice(-15).join("\n")}`).join("\n")
+    const logs = () => consumerLogs(consumers)
 
     // The producer replays the recording into a fresh topic as fast as Kafka takes it; the consumer
     // starts at the same time and stores into a fresh database and raw log.
@@ -121,7 +120,7 @@ describe("Kafka faults that must still hold", () => {
       const threshold = Math.round(TOTAL * share)
       await waitFor(() => (tickCount(db) >= threshold ? true : undefined), 60_000, `${threshold} rows before a kill`).catch(
         (e: Error) => {
-          throw new Error(`${e.message} (stored ${tickCount(db)})\n${consumerLogs()}\n--- producer ---\n${producer.output().slice(-3000)}`)
+          throw new Error(`${e.message} (stored ${tickCount(db)})\n${logs()}\n--- producer ---\n${producer.output().slice(-3000)}`)
         }
       )
       consumer.child.kill("SIGKILL")
@@ -150,7 +149,7 @@ describe("Kafka faults that must still hold", () => {
 
     // The last consumer catches up: every row, then the raw log (each batch reaches SQLite first).
     await waitFor(() => (tickCount(db) >= TOTAL ? true : undefined), 90_000, `${TOTAL} rows`).catch((e: Error) => {
-      throw new Error(`${e.message} (stored ${tickCount(db)})\n${consumerLogs()}`)
+      throw new Error(`${e.message} (stored ${tickCount(db)})\n${logs()}`)
     })
     await waitFor(() => (rawLineCount(rawDir) >= TOTAL ? true : undefined), 30_000, `${TOTAL} raw lines`).catch((e: Error) => {
       throw new Error(`${e.message} (${rawLineCount(rawDir)} lines)\n${describeRawLog(rawLogReport(rawDir))}`)

@@ -5,7 +5,7 @@ import { pgQuery } from "./support/pg.js"
 import { type PgCluster, startPgCluster } from "./support/pgCluster.js"
 import { freePort, getJson, type RunningMain, runMain, waitFor } from "./support/process.js"
 import { type SimDays, writeSimDays } from "./support/simDays.js"
-import { logMessages, useScratch } from "./support/simRun.js"
+import { consumerLogs, logMessages, useScratch } from "./support/simRun.js"
 
 /**
  * Issue 12 end to end: Kafka mode on PostgreSQL, as on several machines. Two consumers in one group
@@ -70,7 +70,7 @@ describe("Kafka mode on PostgreSQL: two consumers, two api processes, one databa
       consumers.push(c)
       return c
     }
-    const logs = () => consumers.map((c, i) => `--- consumer ${i + 1} ---\n${c.output().split("\n").filter((l) => !l.includes('"DEBUG"')).slice(-12).join("\n")}`).join("\n")
+    const logs = () => consumerLogs(consumers, 12)
 
     const apiPorts = [await freePort(), await freePort()]
     for (const [i, port] of apiPorts.entries()) role("api", { ...store, PORT: String(port), STORAGE_PATH: path.join(scratch.dir, `a${i}`, "app.db") })

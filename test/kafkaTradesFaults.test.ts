@@ -6,7 +6,7 @@ import { tradeJson } from "../src/domain/Trade.js"
 import { committedOffsets, endOffsets, kafkaBootstrap, runScoped, sumOf } from "./support/kafka.js"
 import { type RunningMain, runMain, waitFor } from "./support/process.js"
 import { simTrades } from "./support/sim.js"
-import { logMessages, rawTradeLines, tradeCount, useScratch } from "./support/simRun.js"
+import { consumerLogs, logMessages, rawTradeLines, tradeCount, useScratch } from "./support/simRun.js"
 import { query } from "./support/sqlite.js"
 import { bySymbolThenId, tradeRow } from "./support/trades.js"
 
@@ -61,7 +61,7 @@ describe("Kafka trades faults that must still hold", () => {
       return c
     }
     const logs = () =>
-      consumers.map((c, i) => `--- consumer run ${i + 1} ---\n${c.output().split("\n").filter((l) => !l.includes('"DEBUG"')).slice(-15).join("\n")}`).join("\n") +
+      consumerLogs(consumers) +
       `\n--- producer ---\n${producer.output().slice(-3000)}`
 
     let consumer = startConsumer()

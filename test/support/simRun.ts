@@ -69,3 +69,9 @@ export const rawTradeLines = (rawDir: string): Array<string> => {
     .sort()
     .flatMap((f) => fs.readFileSync(path.join(tradesDir, f), "utf8").split("\n").filter((l) => l !== ""))
 }
+
+/** The last lines (DEBUG left out) of each consumer run, for a failure's message. */
+export const consumerLogs = (consumers: ReadonlyArray<RunningMain>, lines = 15) =>
+  consumers
+    .map((c, i) => `--- consumer run ${i + 1} ---\n${c.output().split("\n").filter((l) => !l.includes('"DEBUG"')).slice(-lines).join("\n")}`)
+    .join("\n")
