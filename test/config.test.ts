@@ -21,6 +21,25 @@ describe("configuration", () => {
     }).pipe(withEnv({}))
   )
 
+  it.effect("keeps the history in SQLite unless STORE=postgres, which needs a PostgreSQL DATABASE_URL", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* AppConfig.storeSettings.pipe(withEnv({})), { kind: "sqlite", url: undefined, poolSize: 10 })
+      const url = "postgres://crypto:secret@db.internal:5432/crypto"
+      assert.deepStrictEqual(yield* AppConfig.storeSettings.pipe(withEnv({ STORE: "postgres", DATABASE_URL: url, DATABASE_POOL_SIZE: "4" })), {
+        kind: "postgres",
+        url,
+        poolSize: 4
+      })
+      assert.match(yield* failureOf(AppConfig.storeSettings.pipe(withEnv({ STORE: "postgres" }))), /STORE=postgres needs DATABASE_URL/)
+      assert.match(
+        yield* failureOf(AppConfig.storeSettings.pipe(withEnv({ STORE: "postgres", DATABASE_URL: "mysql://db/crypto" }))),
+        /DATABASE_URL="mysql:\/\/db\/crypto" is not valid: expected a PostgreSQL URL/
+      )
+      assert.match(yield* failureOf(AppConfig.storeSettings.pipe(withEnv({ STORE: "mysql" }))), /STORE="mysql" is not valid/)
+      assert.match(yield* failureOf(AppConfig.storeSettings.pipe(withEnv({ DATABASE_POOL_SIZE: "0" }))), /DATABASE_POOL_SIZE="0" is not valid/)
+    })
+  )
+
   it.effect("accepts the aliases CRYPTO_SYMBOLS and KAFKA_TOPIC, normalising symbols", () =>
     Effect.gen(function* () {
       assert.deepStrictEqual<ReadonlyArray<string>>(yield* AppConfig.symbols, ["SOLUSDT", "BTCUSDT"])
