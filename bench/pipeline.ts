@@ -90,9 +90,18 @@ export const openForWrite = (file: string): SqliteDb => {
  * transaction per `batch` ticks. `file` must have the schema (createSchema). Returns the elapsed ms of
  * the batches (open and close excluded) and the rows stored.
  */
-export const plainInsert = (file: string, ticks: ReadonlyArray<Tick>, batch: number): { readonly ms: number; readonly rows: number } => {
+export const plainInsert = (
+  file: string,
+  ticks: ReadonlyArray<Tick>,
+  batch: number,
+  options: {
+    /** Set wal_autocheckpoint = 0: SQLite never copies the WAL back (an experiment: the WAL then grows without bound). */
+    readonly noCheckpoints?: boolean
+  } = {}
+): { readonly ms: number; readonly rows: number } => {
   const db = openForWrite(file)
   try {
+    if (options.noCheckpoints === true) db.pragma("wal_autocheckpoint = 0")
     const insert = db.prepare(
       `INSERT INTO ticks (${TICK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
     )

@@ -327,6 +327,15 @@ const main = async () => {
         }
         return { ms: performance.now() - started }
       }
+    },
+    {
+      name: "plain better-sqlite3 without WAL checkpoints (wal_autocheckpoint = 0; not sustainable, the WAL grows without bound)",
+      lines: false,
+      run: async (dir) => {
+        const db = path.join(dir, "app.db")
+        await createSchema(db)
+        return { ms: plainInsert(db, ticks, batch, { noCheckpoints: true }).ms }
+      }
     }
   ]
   const all = [...variants, ...experiments]
@@ -513,9 +522,19 @@ const main = async () => {
     if (profileGroups !== "") print(`- The CPU profile of a sinks run agrees: ${profileGroups}.`)
     print("")
     print("**What would move it:**")
+    const noCheckpoints = median(rates.get(experiments[4]!.name)!)
     print(
-      "- Overlap the raw log with SQLite: serialise on the main thread, then hand the append to a worker (or the libuv pool) while the SQLite " +
-        "transaction runs, so the sinks cost max(SQLite, JSONL) instead of their sum; the all-or-nothing rollback then has to wait for both."
+      `- SQLite's WAL checkpoints: the plain loop with wal_autocheckpoint = 0 runs at ${perSecond(noCheckpoints)}, ${fmt(noCheckpoints / plainMedian, 2)}× its speed ` +
+        "with them. The checkpoint SQLite runs after the COMMIT that takes the WAL past 1,000 pages (the pages copied back into the file, and an fsync) " +
+        "is that share of every write path here, the product's and the baseline's alike. A thread of its own running PASSIVE checkpoints on a second " +
+        "connection would take most of it off the consumer's thread; what stands in the way: the WAL only starts over from its beginning when a write " +
+        "finds all of it copied, so under continuous writes a writer still needs a backstop checkpoint, the thread must copy as fast as the consumer " +
+        "writes, and a worker thread carries a V8 heap of its own (RSS, see the memory bench)."
+    )
+    print(
+      "- The raw log's write itself is a small part of the JSONL sink (one append of ~110 KB into the page cache per batch): handing it to a worker " +
+        "or the libuv pool would save little, while building the lines and the replay check stay on the JavaScript thread; moving the whole sink " +
+        "to a worker means copying every event to it (structured clone), about what serialising it costs."
     )
     print(
       `- Bigger batches amortise the per-batch costs (COMMIT, the Effect around the batch, the day file's open and close): batches of ${big} run at ${perSecond(median(rates.get(bigName)!))} ` +
@@ -525,7 +544,7 @@ const main = async () => {
     )
     print(
       `- With no JavaScript overhead at all, today's work (the replayed SQL plus a plain JSONL append) takes ${fmt(sqlMs + plainJsonlMs, 2)} ms per batch, ` +
-        `${fmt(msPerBatch(plainName) / (sqlMs + plainJsonlMs), 2)}× the plain loop: ${sqlMs + plainJsonlMs <= goalMs ? "so the goal is reachable by removing overhead alone" : `the ${target}× goal also needs less work per event than today (the raw log and the candles cost more than ${fmt((1 / target - 1) * 100, 0)} % of a ticks-only insert), or the JSONL write moved off the JavaScript thread (a worker)`}.`
+        `${fmt(msPerBatch(plainName) / (sqlMs + plainJsonlMs), 2)}× the plain loop: ${sqlMs + plainJsonlMs <= goalMs ? "so the goal is reachable by removing overhead alone" : `the ${target}× goal also needs less work per event than today (the raw log and the candles cost more than ${fmt((1 / target - 1) * 100, 0)} % of a ticks-only insert), or work moved off the JavaScript thread (the WAL checkpoints, above)`}.`
     )
   }
 
