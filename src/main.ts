@@ -1,3 +1,5 @@
+// First: V8's heap sizing, before the rest of the program allocates anything.
+import "./heapGrowth.js"
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, ConfigError, Effect, Layer, Logger, Option } from "effect"
