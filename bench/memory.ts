@@ -20,7 +20,8 @@
  *
  * The process runs with the node options the product is launched with (`npm start` in package.json:
  * none today), or `--node-args`. The product sets V8's heap growing factor itself at start
- * (src/heapGrowth.ts: --heap-growing-percent=50, unless node's command line gives one). Then, unless
+ * (src/heapGrowth.ts: --heap-growing-percent=50 for the first 5 full collections, then V8's own, unless
+ * node's command line gives one). Then, unless
  * --skip-experiment, the same for `--experiment-minutes` (3) with `--experiment-node-args` instead
  * (default: --heap-growing-percent=0, i.e. V8's own choice of the factor, as before heapGrowth.ts):
  * what the product's setting does to the peak (reported separately, never as the figure).
@@ -365,7 +366,7 @@ const main = async () => {
     print("")
     print(
       "How it stays under: the product sets V8's heap growing factor to 1.5 at start (src/heapGrowth.ts), so the old generation may grow to 1.5× what " +
-        "was live at the last full collection" +
+        "was live at the last full collection, for the first 5 full collections; then V8's own factor, from the speeds it has measured by then" +
         (firstFull === undefined ? "" : ` (the first after start-up at ${fmt(firstFull.atMs / 1000, 0)} s: ${fmt(firstFull.beforeMb, 0)} MB of heap → ${fmt(firstFull.afterMb, 0)} MB live)`) +
         ". Left to V8 (up to 4× in a process that has just started), the short-lived per-event objects that get promoted filled the heap with garbage " +
         "before the first full collection" +
