@@ -183,6 +183,24 @@ describe("JsonlSink", () => {
     }).pipe(Effect.provide(NodeContext.layer))
   )
 
+  it.scoped("writes each batch's lines exactly, whatever the size of the batch before and a source outside ASCII", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const sink = yield* makeJsonlSink(dir)
+      const event = (i: number, source?: string) => (source === undefined ? makeEvent("BTCUSDT", t0 + i) : { ...makeEvent("BTCUSDT", t0 + i), source })
+      // A big batch, then a small one (the bytes of the first must not follow it), then a bigger one.
+      const batches = [
+        Array.from({ length: 300 }, (_, i) => event(i, i % 2 === 0 ? "börse-π" : undefined)),
+        [event(300, "€uro")],
+        Array.from({ length: 900 }, (_, i) => event(301 + i))
+      ]
+      for (const batch of batches) yield* sink.writeBatch(batch.map(toTick))
+      const text = yield* fs.readFileString(`${dir}/2026-01-15.jsonl`)
+      assert.strictEqual(text, batches.flat().map((e) => `${JSON.stringify(e)}\n`).join(""))
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
   it.scoped("does not append a replayed event again, even after a restart", () =>
     Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
