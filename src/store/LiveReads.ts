@@ -3,8 +3,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Context, Effect, Layer, Schema } from "effect"
 import { Candle, type Interval } from "../domain/Candles.js"
 import { toCandle } from "./CandleRows.js"
-import { openRaw, type RawStatement, type RawValue } from "./RawSqlite.js"
-import { BUSY_TIMEOUT_MS } from "./Sql.js"
+import { readerConnection, type RawStatement, type RawValue } from "./RawSqlite.js"
 import { EVENT_JSON } from "./TickRepo.js"
 import { TRADE_JSON } from "./TradeRepo.js"
 
@@ -101,14 +100,7 @@ interface RowsStatement extends RawStatement {
 export const SqliteLiveReadsLive: Layer.Layer<LiveReads, never, SqliteClient.SqliteClient> = Layer.scoped(
   LiveReads,
   Effect.gen(function* () {
-    const { filename } = (yield* SqliteClient.SqliteClient).config
-    const reader = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => openRaw(filename, BUSY_TIMEOUT_MS),
-        catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to open the store for the live feed" })
-      }),
-      (db) => Effect.sync(() => db.close())
-    ).pipe(Effect.orDie)
+    const reader = yield* readerConnection("the store for the live feed")
     const prepare = (text: string) => reader.prepare(text) as RowsStatement
 
     const version = prepare("PRAGMA data_version").pluck()

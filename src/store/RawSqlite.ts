@@ -2,6 +2,7 @@ import { SqlClient, SqlError } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import Database from "better-sqlite3"
 import { Effect, Schema } from "effect"
+import { BUSY_TIMEOUT_MS } from "./Sql.js"
 
 // better-sqlite3 itself, for the one place that needs it without @effect/sql in between: the tick
 // write path (TickWriter.ts), where a batch is a handful of statements run synchronously in one
@@ -56,6 +57,22 @@ export const writerConnection = (what: string) =>
     return yield* Effect.acquireRelease(
       Effect.try({
         try: () => openRaw(client.config.filename, timeout),
+        catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to open ${what}` })
+      }),
+      (db) => Effect.sync(() => db.close())
+    ).pipe(Effect.orDie)
+  })
+
+/**
+ * A reader's own connection to the store's file (scoped: closed with it), with the API's busy timeout
+ * (BUSY_TIMEOUT_MS): synchronous reads prepared once, off @effect/sql. `what` names it in the failure.
+ */
+export const readerConnection = (what: string) =>
+  Effect.gen(function* () {
+    const { filename } = (yield* SqliteClient.SqliteClient).config
+    return yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => openRaw(filename, BUSY_TIMEOUT_MS),
         catch: (cause) => new SqlError.SqlError({ cause, message: `Failed to open ${what}` })
       }),
       (db) => Effect.sync(() => db.close())

@@ -1,10 +1,8 @@
 import { SqlClient, SqlError, SqlSchema } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Array as Arr, Effect, Schema } from "effect"
 import { SymbolSummary } from "../domain/ReadModels.js"
 import type { TickerEvent } from "../domain/Ticker.js"
-import { openRaw } from "./RawSqlite.js"
-import { BUSY_TIMEOUT_MS } from "./Sql.js"
+import { readerConnection } from "./RawSqlite.js"
 
 /** A `ticks` row: every column was checked against the contract when it was written (TickWriter). */
 const TickRow = Schema.Struct({
@@ -111,14 +109,7 @@ export interface EventsJson {
 export class TickRepo extends Effect.Service<TickRepo>()("store/TickRepo", {
   scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    const { filename } = (yield* SqliteClient.SqliteClient).config
-    const reader = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => openRaw(filename, BUSY_TIMEOUT_MS),
-        catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to open the tick store for reading" })
-      }),
-      (db) => Effect.sync(() => db.close())
-    ).pipe(Effect.orDie)
+    const reader = yield* readerConnection("the tick store for reading")
 
     const latestStatement = reader.prepare(`
       SELECT json_group_array(${EVENT_JSON} ORDER BY ts_us DESC) AS json, count(*) AS rows, min(ts_us) AS last_us

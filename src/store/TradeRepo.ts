@@ -1,8 +1,6 @@
 import { SqlError } from "@effect/sql"
-import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Effect, Option, Schema } from "effect"
-import { openRaw, type RawStatement, type RawValue } from "./RawSqlite.js"
-import { BUSY_TIMEOUT_MS } from "./Sql.js"
+import { readerConnection, type RawStatement, type RawValue } from "./RawSqlite.js"
 
 const MINUTE_MS = 60_000
 
@@ -131,14 +129,7 @@ export const minuteCoverageWith =
  */
 export class TradeRepo extends Effect.Service<TradeRepo>()("store/TradeRepo", {
   scoped: Effect.gen(function* () {
-    const { filename } = (yield* SqliteClient.SqliteClient).config
-    const reader = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => openRaw(filename, BUSY_TIMEOUT_MS),
-        catch: (cause) => new SqlError.SqlError({ cause, message: "Failed to open the trade store for reading" })
-      }),
-      (db) => Effect.sync(() => db.close())
-    ).pipe(Effect.orDie)
+    const reader = yield* readerConnection("the trade store for reading")
     const prepare = (text: string) => reader.prepare(text) as RowsStatement
 
     const latestStatement = prepare(`
