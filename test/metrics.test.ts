@@ -250,8 +250,23 @@ describe("GET /metrics", () => {
       expect(partitions.length).toBeGreaterThan(0)
       for (const p of partitions) expect(Number.isInteger(p) && p >= 0).toBe(true)
     }
-    const health = await getJson(`http://127.0.0.1:${consumerPort}/health`)
-    expect(health?.status).toBe(200)
+    // Caught up and connected: healthy. A component may report a passing outage first (a CI run once saw
+    // one 503 here, e.g. kafkajs restarting a consumer on a loaded broker): it must end within the wait.
+    const unhealthy: Array<string> = []
+    const healthy = await waitFor(
+      async () => {
+        const health = await getJson(`http://127.0.0.1:${consumerPort}/health`)
+        if (health?.status === 200) return true
+        unhealthy.push(`${health?.status}: ${JSON.stringify(health?.body)}`)
+        return undefined
+      },
+      30_000,
+      "/health 200 from the caught-up consumer"
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\n${unhealthy.slice(-3).join("\n")}\n${consumer.output().slice(-3000)}`)
+    })
+    if (unhealthy.length > 0) console.warn(`the consumer's /health answered ${unhealthy.length} time(s) before 200:\n${unhealthy[0]}`)
+    expect(healthy).toBe(true)
     expect((await stopped(consumer)).code).toBe(0)
   }, 150_000)
 
