@@ -1,0 +1,162 @@
+/**
+ * The producer's CPU per event, piece by piece (a breakdown for bench F, e2e-kafka): what the
+ * `--role=producer` process does for each simulated event before Kafka has it, each piece timed alone
+ * on the same events, in one process, no broker:
+ *
+ * - sim: `SimMarket.next()`, the event itself (src/domain/SimMarket.ts).
+ * - codec: the message as the outbox builds it: `tickCodec.key`, `tickCodec.encode` (eventJson) and
+ *   the contract's headers (src/broker/kafka/codec.ts, src/broker/kafka/outbox.ts).
+ * - kafkajs, as sent: kafkajs' own encoders for what `producer.send` builds from those messages: the
+ *   default partitioner's murmur2 of each key, one Record per message, one RecordBatch (magic 2,
+ *   CRC32C) per `--send` messages (kafkajs/src/protocol/recordBatch). The network and the broker are
+ *   not part of it.
+ * - kafkajs, key and headers as Buffers: the same messages with the key and the header values already
+ *   bytes (what caching them per symbol would give without changing the messages).
+ * - kafkajs, without headers (experiment): what the same messages would cost without the contract's two
+ *   headers (`contract-version`, `content-type`; README, Kafka mode: Messages), which kafkajs encodes one
+ *   by one for every record.
+ *
+ * Interleaved over `--rounds` rounds of `--events` events each (the three kafkajs variants in turns of
+ * order); medians of ns per event.
+ *
+ *   node dist/bench/bench/kafka-encode.js [--events 50000] [--rounds 9] [--send 2500] [--symbols 10]
+ */
+import { createRequire } from "node:module"
+import { parseArgs } from "node:util"
+import type { Message } from "kafkajs"
+import { makeSimMarket } from "../src/domain/SimMarket.js"
+import type { Tick, TickerSymbol } from "../src/domain/Ticker.js"
+import { tickCodec } from "../src/broker/kafka/codec.js"
+import { BENCH_SYMBOLS, fmt, machineLine, recordResults, runBench, transcript } from "./lib.js"
+import { toMarkdown } from "./pipeline.js"
+
+const { values: args } = parseArgs({
+  options: {
+    events: { type: "string", default: "50000" },
+    rounds: { type: "string", default: "9" },
+    send: { type: "string", default: "2500" },
+    symbols: { type: "string", default: "10" }
+  }
+})
+const events = Number(args.events)
+const rounds = Number(args.rounds)
+const sendSize = Number(args.send)
+const symbols = BENCH_SYMBOLS.slice(0, Number(args.symbols)) as ReadonlyArray<string> as ReadonlyArray<TickerSymbol>
+
+// kafkajs' protocol encoders: internal modules, stable across 2.x, with no typings.
+interface Encoder {
+  size(): number
+}
+const require = createRequire(import.meta.url)
+const Record = require("kafkajs/src/protocol/recordBatch/record/v0/index.js") as (r: {
+  offsetDelta: number
+  timestampDelta: number
+  key: Message["key"]
+  value: Message["value"]
+  headers?: Message["headers"]
+}) => Encoder
+const { RecordBatch } = require("kafkajs/src/protocol/recordBatch/v0/index.js") as {
+  RecordBatch: (b: { compression: number; records: ReadonlyArray<Encoder>; firstTimestamp: number; maxTimestamp: number }) => Promise<Encoder>
+}
+const murmur2 = require("kafkajs/src/producer/partitioners/default/murmur2.js") as (key: Message["key"]) => number
+
+const nowNs = () => process.hrtime.bigint()
+const perEvent = (started: bigint) => Number(nowNs() - started) / events
+
+const simulate = (): Array<Tick> => {
+  const market = makeSimMarket({ seed: 7, eventsPerSecond: 50_000, symbols, startMicros: Date.UTC(2026, 11, 1) * 1000 })
+  const out = new Array<Tick>(events)
+  for (let i = 0; i < events; i++) out[i] = market.next()
+  return out
+}
+
+const toMessages = (ticks: ReadonlyArray<Tick>): Array<Message> =>
+  ticks.map((t) => ({ key: tickCodec.key(t), value: tickCodec.encode(t), headers: tickCodec.headers }))
+
+let _hashes = 0
+
+/** kafkajs' work for `messages` from send to bytes: partitioner, records, record batches of `sendSize`. */
+const kafkajsEncode = async (messages: ReadonlyArray<Message>): Promise<number> => {
+  let bytes = 0
+  for (let from = 0; from < messages.length; from += sendSize) {
+    const part = messages.slice(from, from + sendSize)
+    const now = Date.now()
+    const records = part.map((m, i) => {
+      _hashes += murmur2(m.key) & 1 // kept, so that the call is not optimised away
+      return Record({ offsetDelta: i, timestampDelta: 0, key: m.key, value: m.value, headers: m.headers })
+    })
+    bytes += (await RecordBatch({ compression: 0, records, firstTimestamp: now, maxTimestamp: now })).size()
+  }
+  return bytes
+}
+
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]!
+}
+
+const main = async () => {
+  const out = transcript()
+  const print = out.print
+  print(
+    `bench: the producer's CPU per event, piece by piece: ${events.toLocaleString("en-US")} simulated events over ${symbols.length} symbols, ` +
+      `sends of ${sendSize.toLocaleString("en-US")} messages, ${rounds} rounds interleaved, medians`
+  )
+  print("")
+  print(machineLine())
+  const keyBytes = new Map(symbols.map((s) => [s, Buffer.from(s)]))
+  const headerBytes = Object.fromEntries(Object.entries(tickCodec.headers).map(([k, v]) => [k, Buffer.from(v)]))
+  const samples: Record<string, Array<number>> = {}
+  const add = (name: string, ns: number) => (samples[name] ??= []).push(ns)
+  const bytes: Record<string, number> = {}
+  for (let round = 0; round <= rounds; round++) {
+    let t = nowNs()
+    const ticks = simulate()
+    const sim = perEvent(t)
+    t = nowNs()
+    const messages = toMessages(ticks)
+    const codec = perEvent(t)
+    const variants: ReadonlyArray<readonly [string, ReadonlyArray<Message>]> = [
+      ["sent", messages],
+      ["buffers", messages.map((m) => ({ key: keyBytes.get(m.key as TickerSymbol)!, value: m.value, headers: headerBytes }))],
+      ["bare", messages.map((m): Message => ({ key: m.key ?? null, value: m.value }))]
+    ]
+    // Each variant takes each place in turn: the first after the messages were built pays for more of their garbage.
+    for (let i = 0; i < variants.length; i++) {
+      const [name, input] = variants[(round + i) % variants.length]!
+      t = nowNs()
+      bytes[name] = await kafkajsEncode(input)
+      if (round > 0) add(name, perEvent(t))
+    }
+    if (round === 0) continue // warm-up
+    add("sim", sim)
+    add("codec", codec)
+  }
+  const bytesSent = bytes["sent"]!
+  const bytesBare = bytes["bare"]!
+  const m = (name: string) => median(samples[name]!)
+  const total = m("sim") + m("codec") + m("sent")
+  print("")
+  print("| piece (per event) | ns, median | share of the three |")
+  print("|---|---:|---:|")
+  for (const [label, name] of [
+    ["sim: SimMarket.next()", "sim"],
+    ["codec: key, eventJson, headers", "codec"],
+    ["kafkajs, as sent: murmur2, Record, RecordBatch + CRC32C", "sent"]
+  ] as const) {
+    print(`| ${label} | ${fmt(m(name), 0)} | ${fmt((100 * m(name)) / total, 0)} % |`)
+  }
+  print(`| kafkajs, key and header values as Buffers | ${fmt(m("buffers"), 0)} | |`)
+  print(`| kafkajs, without headers (experiment) | ${fmt(m("bare"), 0)} | |`)
+  print("")
+  const headers = m("sent") - m("bare")
+  print(
+    `the contract's two headers: ${fmt(headers, 0)} ns of kafkajs' ${fmt(m("sent"), 0)} ns per event (${fmt((100 * headers) / m("sent"), 0)} %), ` +
+      `${fmt(bytesSent / events - bytesBare / events, 0)} bytes of ${fmt(bytesSent / events, 0)} per record; ` +
+      `as Buffers: ${fmt(m("sent") - m("buffers"), 0)} ns less`
+  )
+  recordResults("kafka-encode", toMarkdown(out.lines))
+  return true
+}
+
+runBench("kafka-encode", main)
