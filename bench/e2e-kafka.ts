@@ -700,7 +700,7 @@ const main = async () => {
           print(
             `- Consumer profile: ${co.groups}. Besides the store path (SQLite statements, Effect, the JSONL sink ${fmt(co.owner("src/store/JsonlSink.ts") + co.owner("src/store/DayLog.ts") + co.owner("src/domain/EventJson.ts"), 0)} %), ` +
               `it decodes each message once (src/broker/kafka/codec.ts ${fmt(co.owner("src/broker/kafka/codec.ts"), 0)} %: JSON.parse and the contract's patterns, field by field; ` +
-              `src/domain/Ticker.ts ${fmt(co.owner("src/domain/Ticker.ts"), 0)} %: parseInstantMicros of timestamp_utc and event_time) and kafkajs decodes the records (${fmt(co.owner("kafkajs"), 0)} %).`
+              `src/domain/Ticker.ts ${fmt(co.owner("src/domain/Ticker.ts"), 0)} %: parseInstantMicros of timestamp_utc and event_time) and kafkajs decodes the records (${fmt(co.owner("kafkajs"), 0)} %, with the product's record decoder, src/broker/kafka/recordDecoder.ts ${fmt(co.owner("src/broker/kafka/recordDecoder.ts"), 0)} %).`
           )
         }
         print("")

@@ -1,5 +1,5 @@
 /**
- * The producer's CPU per event, piece by piece (a breakdown for bench F, e2e-kafka): what the
+ * The Kafka path's CPU per event, piece by piece (a breakdown for bench F, e2e-kafka): what the
  * `--role=producer` process does for each simulated event before Kafka has it, each piece timed alone
  * on the same events, in one process, no broker:
  *
@@ -15,6 +15,9 @@
  *   Encoder of its own for each header of each record.
  * - without headers (experiment): kafkajs' own encoder for the same messages without the contract's
  *   two headers (`contract-version`, `content-type`; README, Kafka mode: Messages).
+ * - the consumer's side: each of those records read back as kafkajs' batch decoder reads it, with the
+ *   product's record decoder (src/broker/kafka/recordDecoder.ts, in kafkajs' place in the bundle)
+ *   against kafkajs' own.
  *
  * Interleaved over `--rounds` rounds of `--events` events each (the three encodings in turns of
  * order); medians of ns per event.
@@ -27,6 +30,7 @@ import type { Message } from "kafkajs"
 import { makeSimMarket } from "../src/domain/SimMarket.js"
 import type { Tick, TickerSymbol } from "../src/domain/Ticker.js"
 import { tickCodec } from "../src/broker/kafka/codec.js"
+import { type BatchContext, type KafkajsDecoder, type KafkajsLongClass, makeRecordDecoder } from "../src/broker/kafka/recordDecoder.js"
 import { type KafkajsEncoderClass, makeRecordEncoder } from "../src/broker/kafka/recordEncoder.js"
 import { BENCH_SYMBOLS, fmt, machineLine, recordResults, runBench, transcript } from "./lib.js"
 import { toMarkdown } from "./pipeline.js"
@@ -56,6 +60,23 @@ const { RecordBatch } = require("kafkajs/src/protocol/recordBatch/v0/index.js") 
   RecordBatch: (b: { compression: number; records: ReadonlyArray<Encoder>; firstTimestamp: number; maxTimestamp: number }) => Promise<Encoder>
 }
 const murmur2 = require("kafkajs/src/producer/partitioners/default/murmur2.js") as (key: Message["key"]) => number
+const Decoder = require("kafkajs/src/protocol/decoder.js") as new (buffer: Buffer | null) => KafkajsDecoder
+type DecodeFn = (decoder: KafkajsDecoder, context: BatchContext) => { readonly offset: string }
+const kafkajsDecode = require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js") as DecodeFn
+const productDecode = makeRecordDecoder(
+  require("kafkajs/src/utils/long.js") as KafkajsLongClass,
+  (require("kafkajs/src/protocol/timestampTypes.js") as { LOG_APPEND_TIME: number }).LOG_APPEND_TIME
+) as unknown as DecodeFn
+
+/** The consumer's side: each record of a fetched batch read as kafkajs' batch decoder reads it (one context per batch). */
+const decodeAll = (decode: DecodeFn, records: ReadonlyArray<Buffer>): number => {
+  let n = 0
+  for (let from = 0; from < records.length; from += sendSize) {
+    const context: BatchContext = { firstOffset: String(1_000_000 + from), firstTimestamp: String(Date.now()), magicByte: 2, timestampType: 0, maxTimestamp: "0" }
+    for (const bytes of records.slice(from, from + sendSize)) n += decode(new Decoder(new Decoder(bytes).readVarIntBytes()), context).offset.length
+  }
+  return n
+}
 
 const nowNs = () => process.hrtime.bigint()
 const perEvent = (started: bigint) => Number(nowNs() - started) / events
@@ -96,7 +117,7 @@ const main = async () => {
   const out = transcript()
   const print = out.print
   print(
-    `bench: the producer's CPU per event, piece by piece: ${events.toLocaleString("en-US")} simulated events over ${symbols.length} symbols, ` +
+    `bench: the Kafka path's CPU per event, piece by piece (the producer's, then the consumer's reading of the records): ${events.toLocaleString("en-US")} simulated events over ${symbols.length} symbols, ` +
       `sends of ${sendSize.toLocaleString("en-US")} messages, ${rounds} rounds interleaved, medians`
   )
   print("")
@@ -124,6 +145,13 @@ const main = async () => {
       bytes[name] = await kafkajsEncode(record, input)
       if (round > 0) add(name, perEvent(t))
     }
+    const recordBytes = messages.map((msg, i) => (productRecord({ offsetDelta: i % sendSize, timestampDelta: i % 7, key: msg.key ?? null, value: msg.value, headers: msg.headers }) as unknown as { buffer: Buffer }).buffer)
+    for (let i = 0; i < 2; i++) {
+      const [name, decode] = (round + i) % 2 === 0 ? (["decode", productDecode] as const) : (["decodeKafkajs", kafkajsDecode] as const)
+      t = nowNs()
+      decodeAll(decode, recordBytes)
+      if (round > 0) add(name, perEvent(t))
+    }
     if (round === 0) continue // warm-up
     add("sim", sim)
     add("codec", codec)
@@ -143,11 +171,19 @@ const main = async () => {
   print(`| kafkajs with its own record encoder (baseline) | ${fmt(m("kafkajs"), 0)} | |`)
   print(`| kafkajs' own, without headers (experiment) | ${fmt(m("bare"), 0)} | |`)
   print("")
+  print("consumer side: each record of a fetched batch read back (key, value, headers, offset and timestamp as strings), as kafkajs' batch decoder does")
+  print("")
+  print("| piece (per event) | ns, median |")
+  print("|---|---:|")
+  print(`| the product's record decoder | ${fmt(m("decode"), 0)} |`)
+  print(`| kafkajs' own record decoder (baseline) | ${fmt(m("decodeKafkajs"), 0)} |`)
+  print("")
   const headers = m("kafkajs") - m("bare")
   if (bytes["sent"] !== bytes["kafkajs"]) throw new Error(`the product's records are ${bytes["sent"]} bytes, kafkajs' ${bytes["kafkajs"]}: they must be the same`)
   print(
     `the product's record encoder: ${fmt(m("sent"), 0)} against kafkajs' own ${fmt(m("kafkajs"), 0)} ns per event (${fmt(m("kafkajs") / m("sent"), 2)} ×), the same ${fmt(bytes["sent"]! / events, 0)} bytes per record; ` +
-      `the contract's two headers with kafkajs' own: ${fmt(headers, 0)} ns (${fmt((100 * headers) / m("kafkajs"), 0)} %), ${fmt((bytes["kafkajs"]! - bytes["bare"]!) / events, 0)} bytes per record`
+      `the contract's two headers with kafkajs' own: ${fmt(headers, 0)} ns (${fmt((100 * headers) / m("kafkajs"), 0)} %), ${fmt((bytes["kafkajs"]! - bytes["bare"]!) / events, 0)} bytes per record; ` +
+      `the product's record decoder: ${fmt(m("decode"), 0)} against kafkajs' own ${fmt(m("decodeKafkajs"), 0)} ns per event (${fmt(m("decodeKafkajs") / m("decode"), 2)} ×)`
   )
   recordResults("kafka-encode", toMarkdown(out.lines))
   return true

@@ -23,9 +23,10 @@
 //   - pg-native: the optional libpq binding of `pg`, required only when `pg.native` is read, which
 //     @effect/sql-pg never does. Not installed.
 // Everything else (effect, @effect/*, kafkajs, undici, ws, yaml, ...) is plain JavaScript and bundled.
-// One module of kafkajs is replaced in the bundle: its record encoder, by src/broker/kafka/recordEncoder.ts
-// (the same bytes for a fraction of the work per record; test/kafkajsRecord.test.ts compares them). The
-// build fails when that kafkajs module is not the one the replacement was written against (sha256).
+// Two modules of kafkajs are replaced in the bundle: its record encoder and decoder, by
+// src/broker/kafka/recordEncoder.ts and recordDecoder.ts (the same bytes and records for a fraction of
+// the work per record; test/kafkajsRecord.test.ts compares them). The build fails when a kafkajs module
+// is not the one its replacement was written against (sha256).
 // CommonJS modules in the bundle call `require` for Node built-ins, so the bundle starts with a
 // `require` made by createRequire. After the build, the metafile is checked: any import left outside
 // the bundle must be a Node built-in or one of EXTERNAL, no code may use __dirname or __filename
@@ -74,10 +75,29 @@ const PAGE_ENTRY = "src/web/page/main.ts"
 const PAGE_CSS = "src/web/page/dashboard.css"
 /** The module of src/ whose exports the build replaces by the built page (run from source, it builds the page itself). */
 const PAGE_ASSETS_MODULE = path.join(ROOT, "src", "web", "assets.ts")
-/** kafkajs' record encoder, and the product's module that takes its place in the bundle (see build). */
-const KAFKAJS_RECORD_FILTER = /[\\/]kafkajs[\\/]src[\\/]protocol[\\/]recordBatch[\\/]record[\\/]v0[\\/]index\.js$/
-const KAFKAJS_RECORD_SHA256 = "ffbc628c1f35f5de8ba798165616b1009d9af1c27ca959999a10e6e3c18f8215"
-const RECORD_ENCODER_MODULE = path.join(ROOT, "src", "broker", "kafka", "recordEncoder.ts")
+/**
+ * Modules of kafkajs the bundle takes from src/ instead (see build): kafkajs' file, the sha256 of the
+ * kafkajs 2.2.4 file the replacement was written against, the replacement, and the module text put in
+ * kafkajs' place (given its own dependencies, required as kafkajs' file requires them).
+ */
+const KAFKAJS_RECORD_DIR = ["kafkajs", "src", "protocol", "recordBatch", "record", "v0"]
+const KAFKAJS_REPLACEMENTS = [
+  {
+    file: "index.js",
+    sha256: "ffbc628c1f35f5de8ba798165616b1009d9af1c27ca959999a10e6e3c18f8215",
+    module: path.join(ROOT, "src", "broker", "kafka", "recordEncoder.ts"),
+    contents: (module) => `const Encoder = require('../../../encoder')\nmodule.exports = require(${JSON.stringify(module)}).makeRecordEncoder(Encoder)\n`
+  },
+  {
+    file: "decoder.js",
+    sha256: "86d740054c8be29b02873bf2871eb43ba5004af94324610541dbab2d9fabcc65",
+    module: path.join(ROOT, "src", "broker", "kafka", "recordDecoder.ts"),
+    contents: (module) =>
+      "const Long = require('../../../../utils/long')\nconst TimestampTypes = require('../../../timestampTypes')\n" +
+      `module.exports = require(${JSON.stringify(module)}).makeRecordDecoder(Long, TimestampTypes.LOG_APPEND_TIME)\n`
+  }
+]
+const KAFKAJS_RECORD_FILTER = new RegExp(`[\\\\/]${KAFKAJS_RECORD_DIR.join("[\\\\/]")}[\\\\/](index|decoder)\\.js$`)
 
 // Imported (src/web/assets.ts does, run from source, for `buildPage`), this file builds nothing.
 const runAsScript = (() => {
@@ -156,33 +176,33 @@ async function build(OUT) {
       })
     }
   }
-  // kafkajs' record encoder, replaced by the product's (src/broker/kafka/recordEncoder.ts): same bytes,
-  // a fraction of the work per record. Only the module it was written against is replaced.
-  let recordEncoderReplaced = false
-  const recordEncoderPlugin = {
-    name: "kafkajs-record-encoder",
+  // kafkajs' record encoder and decoder, replaced by the product's (src/broker/kafka/record*.ts): the
+  // same bytes and records for a fraction of the work per record. Only the modules they were written
+  // against are replaced.
+  const replaced = new Set()
+  const kafkajsPlugin = {
+    name: "kafkajs-records",
     setup(b) {
       b.onLoad({ filter: KAFKAJS_RECORD_FILTER }, async (args) => {
-        const original = await fs.promises.readFile(args.path)
+        const replacement = KAFKAJS_REPLACEMENTS.find((r) => path.basename(args.path) === r.file)
+        if (replacement === undefined) return undefined
         const { createHash } = await import("node:crypto")
-        const digest = createHash("sha256").update(original).digest("hex")
-        if (digest !== KAFKAJS_RECORD_SHA256) {
+        const digest = createHash("sha256").update(await fs.promises.readFile(args.path)).digest("hex")
+        const module = path.relative(ROOT, replacement.module)
+        if (digest !== replacement.sha256) {
           return {
             errors: [
               {
                 text:
-                  `${path.relative(ROOT, args.path)} is not the kafkajs 2.2.4 module that ${path.relative(ROOT, RECORD_ENCODER_MODULE)} replaces ` +
-                  "(sha256 differs): compare the two, check test/kafkajsRecord.test.ts against the new version, then update KAFKAJS_RECORD_SHA256"
+                  `${path.relative(ROOT, args.path)} is not the kafkajs 2.2.4 module that ${module} replaces (sha256 differs): ` +
+                  "compare the two, check test/kafkajsRecord.test.ts against the new version, then update its sha256 in scripts/build.mjs"
               }
             ]
           }
         }
-        recordEncoderReplaced = true
+        replaced.add(replacement.file)
         return {
-          contents:
-            "// kafkajs' record encoder, replaced by scripts/build.mjs with src/broker/kafka/recordEncoder.ts\n" +
-            "const Encoder = require('../../../encoder')\n" +
-            `module.exports = require(${JSON.stringify(RECORD_ENCODER_MODULE)}).makeRecordEncoder(Encoder)\n`,
+          contents: `// kafkajs' ${replacement.file}, replaced by scripts/build.mjs with ${module}\n${replacement.contents(replacement.module)}`,
           loader: "js",
           resolveDir: path.dirname(args.path)
         }
@@ -208,7 +228,7 @@ async function build(OUT) {
     metafile: true,
     write: false,
     logLevel: "warning",
-    plugins: [pagePlugin, recordEncoderPlugin]
+    plugins: [pagePlugin, kafkajsPlugin]
   })
 
   // --- checks on what stays outside the bundle ---------------------------------------------------
@@ -250,7 +270,9 @@ async function build(OUT) {
     }
   })
   // the page is served from the text embedded in place of src/web/assets.ts
-  if (!recordEncoderReplaced) problems.push(`kafkajs' record encoder was not replaced by ${path.relative(ROOT, RECORD_ENCODER_MODULE)}`)
+  for (const r of KAFKAJS_REPLACEMENTS) {
+    if (!replaced.has(r.file)) problems.push(`kafkajs' ${KAFKAJS_RECORD_DIR.slice(1).join("/")}/${r.file} was not replaced by ${path.relative(ROOT, r.module)}`)
+  }
   if (!pageEmbedded) problems.push(`${path.relative(ROOT, PAGE_ASSETS_MODULE)} was not replaced by the built page: the dashboard would not be served`)
   if (problems.length > 0) {
     console.error(`build: ${problems.length} problem(s):\n  ${problems.join("\n  ")}`)

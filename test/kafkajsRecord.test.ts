@@ -1,6 +1,7 @@
 import { FastCheck as fc } from "effect"
 import { createRequire } from "node:module"
 import { describe, expect, it } from "vitest"
+import { type BatchContext, type KafkajsDecoder, type KafkajsLongClass, makeRecordDecoder } from "../src/broker/kafka/recordDecoder.js"
 import { type KafkajsEncoderClass, makeRecordEncoder, type RecordInput } from "../src/broker/kafka/recordEncoder.js"
 
 // kafkajs' own modules: the encoder the bundle hands to makeRecordEncoder, and the record encoder it replaces.
@@ -8,6 +9,14 @@ const require = createRequire(import.meta.url)
 const Encoder = require("kafkajs/src/protocol/encoder.js") as KafkajsEncoderClass
 const kafkajsRecord = require("kafkajs/src/protocol/recordBatch/record/v0/index.js") as (r: RecordInput) => { buffer: Buffer }
 const productRecord = makeRecordEncoder(Encoder) as unknown as (r: RecordInput) => { buffer: Buffer }
+const Decoder = require("kafkajs/src/protocol/decoder.js") as new (buffer: Buffer | null) => KafkajsDecoder
+const Long = require("kafkajs/src/utils/long.js") as KafkajsLongClass
+const TimestampTypes = require("kafkajs/src/protocol/timestampTypes.js") as { LOG_APPEND_TIME: number; CREATE_TIME: number }
+type DecodeRecord = (decoder: KafkajsDecoder, context?: BatchContext) => Record<string, unknown>
+const kafkajsDecode = require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js") as DecodeRecord
+const productDecode = makeRecordDecoder(Long, TimestampTypes.LOG_APPEND_TIME) as DecodeRecord
+/** A record as a batch holds it (length-prefixed), opened the way kafkajs' batch decoder opens it. */
+const opened = (bytes: Buffer) => new Decoder(new Decoder(bytes).readVarIntBytes())
 
 const text = fc.oneof(fc.string(), fc.string({ unit: "binary" }), fc.constantFrom("", "BTCUSDT", '{"symbol":"ÉTH"}', "x".repeat(300)))
 const bytes = fc.oneof(text, fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a)))
@@ -18,7 +27,7 @@ const record: fc.Arbitrary<RecordInput> = fc.record(
     timestampDelta: fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
     key: fc.oneof(bytes, fc.constant(null)),
     value: fc.oneof(bytes, fc.constant(null)),
-    headers: fc.dictionary(text, headerValue, { maxKeys: 4 })
+    headers: fc.dictionary(fc.oneof(text, fc.constantFrom("__proto__", "toString", "constructor")), headerValue, { maxKeys: 4 })
   },
   { requiredKeys: ["key", "value"] }
 )
@@ -51,5 +60,76 @@ describe("the record encoder the bundle uses in place of kafkajs' own", () => {
     const r = { key: "k", value: "v", headers: { broken: null } } as unknown as RecordInput
     expect(() => kafkajsRecord(r)).toThrow(TypeError)
     expect(() => productRecord(r)).toThrow(TypeError)
+  })
+})
+
+/** Decimal strings of int64s: small, around 2^53 (where numbers stop being exact), negative, and anything. */
+const int64Text = fc.oneof(
+  fc.integer({ min: 0, max: 2 ** 31 }).map(String),
+  fc.bigInt({ min: 2n ** 53n - 50n, max: 2n ** 53n + 50n }).map(String),
+  fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map(String),
+  fc.constantFrom("0", "-1", "1764547200000")
+)
+const context: fc.Arbitrary<BatchContext> = fc.record(
+  {
+    firstOffset: int64Text,
+    firstTimestamp: int64Text,
+    magicByte: fc.constant(2),
+    isControlBatch: fc.boolean(),
+    timestampType: fc.constantFrom(TimestampTypes.CREATE_TIME, TimestampTypes.LOG_APPEND_TIME),
+    maxTimestamp: fc.oneof(int64Text, fc.constant(""))
+  },
+  { requiredKeys: ["firstOffset", "firstTimestamp"] }
+)
+/** Records as a producer writes them, deltas from small to past 2^48 (where the short path hands over to Long). */
+const written = fc.array(
+  fc.record({
+    offsetDelta: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    timestampDelta: fc.oneof(fc.integer({ min: -1000, max: 100_000 }), fc.integer({ min: -(2 ** 52), max: 2 ** 52 })),
+    key: fc.oneof(bytes, fc.constant(null)),
+    value: fc.oneof(bytes, fc.constant(null)),
+    headers: fc.dictionary(fc.oneof(text, fc.constantFrom("__proto__", "toString")), headerValue, { maxKeys: 3 })
+  }),
+  { minLength: 1, maxLength: 8 }
+)
+
+describe("the record decoder the bundle uses in place of kafkajs' own", () => {
+  it("reads what kafkajs reads, for any record and batch, offsets and timestamps past 2^53 included", () => {
+    fc.assert(
+      fc.property(context, written, (batch, records) => {
+        // one context object for the whole batch, as kafkajs' batch decoder passes it
+        for (const r of records) {
+          const bytes = kafkajsRecord(r).buffer
+          const theirs = kafkajsDecode(opened(bytes), batch)
+          const ours = productDecode(opened(bytes), batch)
+          expect(ours).toStrictEqual(theirs)
+          expect(Object.keys(ours)).toEqual(Object.keys(theirs))
+          const [ourHeaders, theirHeaders] = [ours["headers"] as object, theirs["headers"] as object]
+          expect(Object.getOwnPropertyNames(ourHeaders)).toEqual(Object.getOwnPropertyNames(theirHeaders))
+          expect(Object.getPrototypeOf(ourHeaders)).toBe(Object.getPrototypeOf(theirHeaders))
+        }
+      }),
+      { numRuns: 1000 }
+    )
+  })
+
+  it("gives each record of a contract message its offset, timestamp, key, value and headers", () => {
+    const batch: BatchContext = { firstOffset: "41", firstTimestamp: "1764547200000", magicByte: 2, timestampType: TimestampTypes.CREATE_TIME, maxTimestamp: "1764547200123" }
+    const bytes = productRecord({
+      offsetDelta: 2,
+      timestampDelta: 123,
+      key: "ETHUSDT",
+      value: '{"symbol":"ETHUSDT"}',
+      headers: { "contract-version": "1", "content-type": "application/json" }
+    }).buffer
+    const record = productDecode(opened(bytes), batch)
+    expect(record["offset"]).toBe("43")
+    expect(record["timestamp"]).toBe("1764547200123")
+    expect(String(record["key"])).toBe("ETHUSDT")
+    expect(String(record["value"])).toBe('{"symbol":"ETHUSDT"}')
+    expect(Object.fromEntries(Object.entries(record["headers"] as object).map(([k, v]) => [k, String(v)]))).toEqual({
+      "contract-version": "1",
+      "content-type": "application/json"
+    })
   })
 })
