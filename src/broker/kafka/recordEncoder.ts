@@ -2,7 +2,7 @@
  * kafkajs' record encoder (kafkajs/src/protocol/recordBatch/record/v0/index.js, kafkajs 2.2.4) with
  * the headers written into the record's own buffer. kafkajs builds a 512-byte Encoder for each header
  * of each record, copies it out through a Buffer view, and filters and maps arrays on the way: with the
- * contract's two headers that was about half of what kafkajs spends per record (bench kafka-encode).
+ * contract's two headers, a large part of what kafkajs spends per record (bench kafka-encode measures it).
  * Same bytes, same order, same errors as kafkajs' own (test/kafkajsRecord.test.ts); the record batch,
  * its CRC and everything else stay kafkajs'. scripts/build.mjs puts it in place of kafkajs' module in
  * the bundle, given kafkajs' Encoder, and refuses to build when that module is not the one it replaces.
