@@ -92,16 +92,26 @@ const startAndSkip = async (symbol: string, count: number) => {
   return { fake, dir, base, skipped: fake.ws.withheld(symbol).map((t) => t.a) }
 }
 
-/** The body of /coverage for `symbol` (a day), once it answers 200 and `ready` holds for it. */
-const coverageOnce = (base: string, symbol: string, ready: (body: any) => boolean, ms: number, what: string) =>
-  until(
-    async () => {
-      const res = await getJson(`${base}/coverage?symbol=${symbol}&days=1`)
-      return res?.status === 200 && ready(res.body) ? res.body : undefined
-    },
-    ms,
-    what
-  )
+/**
+ * The body of /coverage for `symbol` (a day), once it answers 200 and `ready` holds for it. On a
+ * timeout the error carries the last answer and, when given, the platform's log.
+ */
+const coverageOnce = async (base: string, symbol: string, ready: (body: any) => boolean, ms: number, what: string, log?: () => string) => {
+  let last: unknown
+  try {
+    return await until(
+      async () => {
+        const res = await getJson(`${base}/coverage?symbol=${symbol}&days=1`)
+        last = res
+        return res?.status === 200 && ready(res.body) ? res.body : undefined
+      },
+      ms,
+      what
+    )
+  } catch (e) {
+    throw new Error(`${String(e)}; the last answer was ${JSON.stringify(last)}${log === undefined ? "" : `; the platform printed:\n${log()}`}`)
+  }
+}
 
 describe("stream connection lifecycle (SOURCE=stream against the fake Binance)", () => {
   it("opens one combined connection, answers every ping with its payload, stays under 5 messages/s, and stores each trade once", async () => {
@@ -302,8 +312,11 @@ describe("gap detection and repair", () => {
   it("closed 1m bars are stored as klines candles at once, and TRADES_BACKFILL_MINUTES fetches earlier trades and their minutes", async () => {
     const fake = await fakeWith({ market: { tradesPerSecond: 5 } })
     const dir = tempDir()
-    const { base } = await start(fake, dir, { TRADES_BACKFILL_MINUTES: "4", SYMBOLS: "BTCUSDT" })
-    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 60_000
+    const { base, main } = await start(fake, dir, { TRADES_BACKFILL_MINUTES: "4", SYMBOLS: "BTCUSDT" })
+    const conn = await until(() => fake.ws.open()[0], 10_000, "a connection")
+    // The minute before the subscription's: the stream never sends its closed bar, and the repair
+    // after the backfill leaves it to a later pass (it closed less than BAR_GRACE_MS ago).
+    const minute = Math.floor(conn.openedAt / 60_000) * 60_000 - 60_000
     await until(() => (storedIds(dir, "BTCUSDT").length > 0 ? true : undefined), 10_000, "streamed trades")
     fake.ws.sendKline("BTCUSDT", minute, true)
     const bar = fake.trades.bar("BTCUSDT", minute)
@@ -324,7 +337,8 @@ describe("gap detection and repair", () => {
       "BTCUSDT",
       (body) => body.minutes.covered >= 3 && body.minutes.missing.length === 0,
       20_000,
-      "backfilled trades and their minutes"
+      "backfilled trades and their minutes",
+      main.output
     )
     expect(Date.parse(coverage.from)).toBeLessThanOrEqual(Date.now() - 3 * 60_000)
     expectWhole(storedIds(dir, "BTCUSDT"), fake.trades.lastId("BTCUSDT") - 50)
