@@ -17,6 +17,7 @@ import type { Tick, TickerSymbol } from "../src/domain/Ticker.js"
 import { Health } from "../src/status/Health.js"
 import { CandleRepo } from "../src/store/CandleRepo.js"
 import { makeJsonlSink } from "../src/store/JsonlSink.js"
+import { checkpointer, WAL_AUTOCHECKPOINT_PAGES } from "../src/store/Checkpointer.js"
 import { sqliteLayer } from "../src/store/Sql.js"
 import { makeSqliteSink } from "../src/store/SqliteSink.js"
 import { fanOut, TickSink } from "../src/store/TickSink.js"
@@ -76,11 +77,12 @@ export const createSchema = (file: string): Promise<void> =>
 
 export const TICK_COLUMNS = "symbol, ts_us, timestamp_utc, last_price, price_change_percent, volume, source, event_time, ingested_at"
 
-/** Opens `file` for writing with the product's pragmas (Sql.ts: WAL, synchronous=NORMAL). */
+/** Opens `file` for writing with the product's pragmas (Sql.ts: WAL, synchronous=NORMAL, its wal_autocheckpoint). */
 export const openForWrite = (file: string): SqliteDb => {
   const db = new Database(file)
   db.pragma("journal_mode = WAL")
   db.pragma("synchronous = NORMAL")
+  db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`)
   return db
 }
 
@@ -164,7 +166,7 @@ export const timedSink = (sink: TickSink["Type"], times: SinkTimes): TickSink["T
 
 /**
  * Writes `ticks` in batches of `batchSize` through the product's sink(s) `which`, in this process, with
- * the layers --role=all uses (sqliteLayer at `dir`/app.db, TickRepo, CandleRepo, Health, NodeContext);
+ * the layers --role=all uses (sqliteLayer at `dir`/app.db, its checkpoint worker, TickWriter, CandleRepo, Health, NodeContext);
  * returns the ms of the writes only (opening and migrations excluded).
  */
 export const runProduct = (
@@ -177,12 +179,15 @@ export const runProduct = (
     readonly times?: SinkTimes
     /** Told when the timed writes start and end (after the layers are built, before they are released). */
     readonly timing?: { readonly started: () => void; readonly ended: () => void }
+    /** Without the store's checkpoint worker (an experiment: the writers' commits checkpoint). */
+    readonly noCheckpointWorker?: boolean
   }
 ): Promise<number> => {
   const { batchSize, times, timing } = options
   const db = path.join(dir, "app.db")
   const rawDir = path.join(dir, "raw")
-  const layer = Layer.mergeAll(TickWriter.Default, CandleRepo.Default).pipe(
+  const worker = options.noCheckpointWorker === true ? Layer.empty : Layer.scopedDiscard(checkpointer(db))
+  const layer = Layer.mergeAll(TickWriter.Default, CandleRepo.Default, worker).pipe(
     Layer.provideMerge(sqliteLayer(db)),
     Layer.merge(Health.Default),
     Layer.merge(NodeContext.layer)

@@ -293,6 +293,11 @@ const main = async () => {
   const bigLabel = defaults.batchSize === big ? ` (CONSUMER_BATCH_SIZE's default)` : ""
   const experiments: typeof variants = [
     {
+      name: "sinks: fanOut(sqlite, jsonl) without the checkpoint worker (the writers' commits checkpoint)",
+      lines: true,
+      run: async (dir) => ({ ms: await runProduct("sinks", ticks, dir, { batchSize: batch, noCheckpointWorker: true }) })
+    },
+    {
       name: "fanOut with both sinks at once (concurrency)",
       lines: true,
       run: async (dir) => ({ ms: await runProduct("sinks, concurrent", ticks, dir, { batchSize: batch }) })

@@ -264,8 +264,11 @@ async function build(OUT) {
       }
     }
     // a file found relative to its module (new URL("./x", import.meta.url)) would be looked for next
-    // to dist/main.js: such a file must be inlined or copied by this script
-    if (i >= bannerLines && /\bimport\.meta\b/.test(text) && !/^\s*(\/\/|\*)/.test(text)) {
+    // to dist/main.js: such a file must be inlined or copied by this script. A package resolved by
+    // name (createRequire(import.meta.url).resolve("pkg")) is found from dist/main.js as the banner's
+    // require finds it, so that one form may stay.
+    const packageByName = /createRequire\(import\.meta\.url\)\.resolve\("[a-z@][^"./][^"]*"\)/g
+    if (i >= bannerLines && /\bimport\.meta\b/.test(text.replace(packageByName, "")) && !/^\s*(\/\/|\*)/.test(text)) {
       problems.push(`${path.basename(OUT)}:${i + 1}: import.meta is used outside the banner: ${text.trim().slice(0, 120)}`)
     }
   })

@@ -2,6 +2,7 @@ import { SqlClient, SqlError } from "@effect/sql"
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import Database from "better-sqlite3"
 import { Effect, Schema } from "effect"
+import { WAL_AUTOCHECKPOINT_PAGES } from "./Checkpointer.js"
 import { BUSY_TIMEOUT_MS } from "./Sql.js"
 
 // better-sqlite3 itself, for the one place that needs it without @effect/sql in between: the tick
@@ -35,6 +36,7 @@ export const openRaw = (filename: string, busyTimeoutMs: number): RawDb => {
   try {
     db.pragma(`busy_timeout = ${busyTimeoutMs}`)
     db.pragma("synchronous = NORMAL")
+    db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`)
     return db
   } catch (e) {
     db.close()

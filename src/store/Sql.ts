@@ -8,6 +8,7 @@ import CreateTicks from "./migrations/0001_create_ticks.js"
 import CreateCandles from "./migrations/0002_create_candles.js"
 import IncrementalCandles from "./migrations/0003_incremental_candles.js"
 import Trades from "./migrations/0004_trades.js"
+import { WAL_AUTOCHECKPOINT_PAGES } from "./Checkpointer.js"
 import { classifyStorageFailure, lockedTooLong, StorageBusy, StorageUnavailable } from "./StorageErrors.js"
 
 /** Migrations live in code (no directory globbing in dist/); the migrator records what ran. */
@@ -70,6 +71,7 @@ const openOnce = (filename: string, busyTimeoutMs: number) =>
       yield* sql`PRAGMA busy_timeout = 0`
       yield* sql`PRAGMA journal_mode = WAL`
       yield* sql`PRAGMA synchronous = NORMAL`
+      yield* sql.unsafe(`PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`)
       yield* writeCheck
       yield* SqliteMigrator.run({ loader: SqliteMigrator.fromRecord(migrations) })
       // The migrator skips its work when it cannot write (it assumes another migrator holds the lock).

@@ -2,6 +2,7 @@ import type { SqlClient } from "@effect/sql"
 import { Duration, Effect, Layer } from "effect"
 import * as AppConfig from "../Config.js"
 import { CandleRepo } from "./CandleRepo.js"
+import { checkpointer } from "./Checkpointer.js"
 import { LiveReads, SqliteLiveReadsLive } from "./LiveReads.js"
 import { PgCandleRepoLive } from "./pg/PgCandleRepo.js"
 import { PgLiveReadsLive } from "./pg/PgLiveReads.js"
@@ -28,9 +29,16 @@ export type StoreStartError = StorageUnavailable | PostgresRefused
 
 /** The SQLite store in `filename` (created and migrated when new). */
 export const sqliteStore = (filename: string, busyTimeoutMs?: number): Layer.Layer<StoreServices, StorageUnavailable> =>
-  Layer.mergeAll(TickRepo.Default, TradeRepo.Default, CandleRepo.Default, TickWriter.Default, TradeWriter.Default, SqliteLiveReadsLive).pipe(
-    Layer.provideMerge(sqliteLayer(filename, busyTimeoutMs))
-  )
+  Layer.mergeAll(
+    TickRepo.Default,
+    TradeRepo.Default,
+    CandleRepo.Default,
+    TickWriter.Default,
+    TradeWriter.Default,
+    SqliteLiveReadsLive,
+    // after the file is migrated (provideMerge builds sqliteLayer first), stopped before it closes
+    Layer.scopedDiscard(checkpointer(filename))
+  ).pipe(Layer.provideMerge(sqliteLayer(filename, busyTimeoutMs)))
 
 /** The PostgreSQL store at `url` (migrated at start; start-up waits while the server is down). */
 export const postgresStore = (url: string, poolSize = 10): Layer.Layer<StoreServices, PostgresRefused> =>
