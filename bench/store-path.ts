@@ -26,6 +26,12 @@
  *
  * Every run is checked: `ticks` holds every event, the JSONL files one line per event.
  *
+ * Experiments in the same rounds (printed apart, with their ratio to the plain loop): the sinks with
+ * fanOut writing both sinks at once, with the consumer's default batch, without the store's checkpoint
+ * worker, and plain and sinks over 4 × `--events` per run (sustained writes: the WAL passes the
+ * writers' wal_autocheckpoint again and again, so their backstop checkpoints count); the plain loop
+ * with the consumer's default batch and without WAL checkpoints; a plain JSONL append.
+ *
  * Then, not counted in the medians:
  * - breakdown: one more sinks run with better-sqlite3's Statement.run/all and Database.prepare wrapped
  *   in timers (native SQLite time per statement kind) and each sink timed, giving per batch: ticks
@@ -86,6 +92,8 @@ const { values: args } = parseArgs({
 const events = Number(args.events)
 const batch = Number(args.batch)
 const rounds = Number(args.rounds)
+/** The sustained pair of experiments runs this many times `--events` per run. */
+const LONG = 4
 const rate = Number(args.rate)
 const target = Number(args.target)
 const symbols = symbolsOf(Number(args.symbols))
@@ -240,17 +248,17 @@ const main = async () => {
   print(`the product's defaults now: ${defaultsText(defaults)}`)
 
   // Each variant's runs, checked.
-  const check = (variant: string, dir: string, wantLines: boolean, wantRows = true) => {
+  const check = (variant: string, dir: string, wantLines: boolean, wantRows = true, count = events) => {
     const db = path.join(dir, "app.db")
     if (wantRows) {
       const d = new Database(db, { readonly: true })
       const rows = Number(d.prepare("SELECT COUNT(*) AS n FROM ticks").get()!["n"])
       d.close()
-      if (rows !== events) throw new Error(`${variant}: ticks holds ${rows} rows after ${events} events: events were lost`)
+      if (rows !== count) throw new Error(`${variant}: ticks holds ${rows} rows after ${count} events: events were lost`)
     }
     if (wantLines) {
       const lines = jsonlLines(path.join(dir, "raw"))
-      if (lines !== events) throw new Error(`${variant}: the raw log holds ${lines} lines after ${events} events: events were lost`)
+      if (lines !== count) throw new Error(`${variant}: the raw log holds ${lines} lines after ${count} events: events were lost`)
     }
   }
 
@@ -264,7 +272,18 @@ const main = async () => {
     removeDir(captureDir)
   }
 
-  const variants: ReadonlyArray<{ readonly name: string; readonly run: (dir: string) => Promise<RunResult>; readonly lines: boolean; readonly rows?: boolean }> = [
+  // Runs of LONG × the events: the WAL then passes WAL_AUTOCHECKPOINT_PAGES again and again, as under
+  // sustained writes, and the writers' backstop checkpoints weigh in.
+  const longTicks = simTicks(events * LONG, { rate, symbols, startMicros: nowMicros - LONG * spanMicros - 1_000_000 })
+
+  const variants: ReadonlyArray<{
+    readonly name: string
+    readonly run: (dir: string) => Promise<RunResult>
+    readonly lines: boolean
+    readonly rows?: boolean
+    /** Events per run when not `events`. */
+    readonly count?: number
+  }> = [
     {
       name: "plain better-sqlite3 (baseline)",
       lines: false,
@@ -343,6 +362,22 @@ const main = async () => {
       name: "sinks: fanOut(sqlite, jsonl) without the checkpoint worker (the writers' commits checkpoint)",
       lines: true,
       run: async (dir) => ({ ms: await runProduct("sinks", ticks, dir, { batchSize: batch, noCheckpointWorker: true }) })
+    },
+    {
+      name: `plain better-sqlite3, ${thousands(events * LONG)} events per run (sustained: the WAL's backstop checkpoints weigh in)`,
+      lines: false,
+      count: events * LONG,
+      run: async (dir) => {
+        const db = path.join(dir, "app.db")
+        await createSchema(db)
+        return { ms: plainInsert(db, longTicks, batch).ms }
+      }
+    },
+    {
+      name: `sinks: fanOut(sqlite, jsonl), ${thousands(events * LONG)} events per run (sustained)`,
+      lines: true,
+      count: events * LONG,
+      run: async (dir) => ({ ms: await runProduct("sinks", longTicks, dir, { batchSize: batch }) })
     }
   ]
   const all = [...variants, ...experiments]
@@ -363,8 +398,8 @@ const main = async () => {
       const dir = tempDir("store")
       try {
         const { ms } = await v.run(dir)
-        check(v.name, dir, v.lines, v.rows ?? true)
-        rates.get(v.name)!.push((events / ms) * 1000)
+        check(v.name, dir, v.lines, v.rows ?? true, v.count)
+        rates.get(v.name)!.push(((v.count ?? events) / ms) * 1000)
       } finally {
         removeDir(dir)
       }
@@ -411,6 +446,12 @@ const main = async () => {
     print(
       `without the store's checkpoint worker (store/Checkpointer.ts; the writers' commits checkpoint, as SQLite does by default): sinks ${perSecond(noWorker)} = ` +
         `${fmt(noWorker / plainMedian, 2)} × plain`
+    )
+    const plainLong = median(rates.get(experiments[6]!.name)!)
+    const sinksLong = median(rates.get(experiments[7]!.name)!)
+    print(
+      `sustained, ${thousands(events * LONG)} events per run (the WAL passes ${WAL_AUTOCHECKPOINT_PAGES} pages again and again, and the writers' backstop checkpoints ` +
+        `run on the writing thread): sinks ${perSecond(sinksLong)} = ${fmt(sinksLong / plainLong, 2)} × plain ${perSecond(plainLong)} at the same length`
     )
   }
 
