@@ -17,7 +17,7 @@ import { Duration, Effect, Runtime } from "effect"
 /**
  * wal_autocheckpoint of every connection that writes (the store's own, TickWriter, TradeWriter):
  * the log size, in pages, at which a writer's COMMIT checkpoints by itself. SQLite's default (1000)
- * makes the backstop run four times as often; 4000 pages (16 MB) bounds the log as firmly.
+ * would run the backstop four times as often; 4000 pages (16 MB of 4 KB pages) still bounds the log.
  */
 export const WAL_AUTOCHECKPOINT_PAGES = 4000
 
@@ -89,14 +89,19 @@ export const checkpointer = (filename: string) =>
     if (worker._tag === "None") return
     const w = worker.value
     let stopping = false
-    const exited = new Promise<void>((resolve) => w.once("exit", () => resolve()))
+    let said = false
+    const say = (message: string) => {
+      said = true
+      log(Effect.logWarning(message))
+    }
+    const exited = new Promise<number>((resolve) => w.once("exit", resolve))
     w.on("message", (m: { readonly fatal?: string; readonly failed?: string }) => {
-      if (m.fatal !== undefined) log(Effect.logWarning(`the checkpoint worker could not open ${filename} (${m.fatal}); ${fallback}`))
+      if (m.fatal !== undefined) say(`the checkpoint worker could not open ${filename} (${m.fatal}); ${fallback}`)
       else if (m.failed !== undefined) log(Effect.logWarning(`a WAL checkpoint failed (${m.failed}); trying again every second`))
     })
-    w.on("error", (e) => log(Effect.logWarning(`the checkpoint worker stopped (${e.message}); ${fallback}`)))
-    void exited.then(() => {
-      if (!stopping) log(Effect.logDebug("the checkpoint worker exited"))
+    w.on("error", (e) => say(`the checkpoint worker stopped (${e.message}); ${fallback}`))
+    void exited.then((code) => {
+      if (!stopping && !said) say(`the checkpoint worker exited (code ${code}); ${fallback}`)
     })
     yield* Effect.addFinalizer(() =>
       Effect.promise(() => {
@@ -104,7 +109,7 @@ export const checkpointer = (filename: string) =>
         const flag = new Int32Array(stop)
         Atomics.store(flag, 0, 1)
         Atomics.notify(flag, 0)
-        return exited
+        return exited.then(() => undefined)
       }).pipe(
         Effect.timeout(STOP_WAIT),
         Effect.catchAll(() => Effect.promise(() => w.terminate()).pipe(Effect.asVoid))
