@@ -272,10 +272,10 @@ async function build(OUT) {
       problems.push(`${path.basename(OUT)}:${i + 1}: import.meta is used outside the banner: ${text.trim().slice(0, 120)}`)
     }
   })
-  // the page is served from the text embedded in place of src/web/assets.ts
   for (const r of KAFKAJS_REPLACEMENTS) {
     if (!replaced.has(r.file)) problems.push(`kafkajs' ${KAFKAJS_RECORD_DIR.slice(1).join("/")}/${r.file} was not replaced by ${path.relative(ROOT, r.module)}`)
   }
+  // the page is served from the text embedded in place of src/web/assets.ts
   if (!pageEmbedded) problems.push(`${path.relative(ROOT, PAGE_ASSETS_MODULE)} was not replaced by the built page: the dashboard would not be served`)
   if (problems.length > 0) {
     console.error(`build: ${problems.length} problem(s):\n  ${problems.join("\n  ")}`)
