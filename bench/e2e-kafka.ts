@@ -689,8 +689,8 @@ const main = async () => {
         const co = shares.consumer
         if (pr !== undefined) {
           print(
-            `- Producer profile: ${pr.groups}. kafkajs (${fmt(pr.owner("kafkajs"), 0)} %) partitions each message, encodes its record ` +
-              `(with the product's record encoder, src/broker/kafka/recordEncoder.ts ${fmt(pr.owner("src/broker/kafka/recordEncoder.ts"), 0)} %: key, value and the contract's two headers), ` +
+            `- Producer profile: ${pr.groups}. kafkajs (${fmt(pr.owner("kafkajs"), 0)} %) partitions each message (src/broker/kafka/partitioner.ts), groups them by partition ` +
+              `(src/broker/kafka/groupMessages.ts), encodes each record (src/broker/kafka/recordEncoder.ts ${fmt(pr.owner("src/broker/kafka/recordEncoder.ts"), 0)} %: key, value and the contract's two headers), ` +
               "then each batch, its CRC32C and the request; the garbage collector collects what each event leaves behind (the sim's event, its message, kafkajs' Buffers). " +
               `The rest of the product's share is small (src/domain/SimMarket.ts ${fmt(pr.owner("src/domain/SimMarket.ts"), 0)} %, src/domain/EventJson.ts ${fmt(pr.owner("src/domain/EventJson.ts"), 0)} %); ` +
               "bench kafka-encode times these pieces one by one."
@@ -708,7 +708,7 @@ const main = async () => {
         print(
           "- Producer: fewer records, or less kafkajs per record. Putting several events in one message, or dropping the two headers " +
             "(bench kafka-encode measures their share), changes the message contract (README, Kafka mode: Messages), so it is not done; " +
-            "the rest of kafkajs' per-record work (partitioning, the batch, the request, their Buffers) is kafkajs' own."
+            "the rest of kafkajs' per-record work (a copy of each message for its record, the batch and its CRC32C, the request, their Buffers) is kafkajs' own."
         )
         print("- Consumer: everything that moves the store path (bench store-path).")
         print("- More than two cores for producer, consumer and broker; or one consumer process per partition group (the topic has 3 partitions).")

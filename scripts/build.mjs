@@ -23,10 +23,11 @@
 //   - pg-native: the optional libpq binding of `pg`, required only when `pg.native` is read, which
 //     @effect/sql-pg never does. Not installed.
 // Everything else (effect, @effect/*, kafkajs, undici, ws, yaml, ...) is plain JavaScript and bundled.
-// Two modules of kafkajs are replaced in the bundle: its record encoder and decoder, by
+// Three modules of kafkajs are replaced in the bundle: its record encoder and decoder, by
 // src/broker/kafka/recordEncoder.ts and recordDecoder.ts (the same bytes and records for a fraction of
-// the work per record; test/kafkajsRecord.test.ts compares them). The build fails when a kafkajs module
-// is not the one its replacement was written against (sha256).
+// the work per record; test/kafkajsRecord.test.ts compares them), and its grouping of a send's messages
+// by partition, by src/broker/kafka/groupMessages.ts (linear instead of quadratic; test/kafkaPartitioner.test.ts).
+// The build fails when a kafkajs module is not the one its replacement was written against (sha256).
 // CommonJS modules in the bundle call `require` for Node built-ins, so the bundle starts with a
 // `require` made by createRequire. After the build, the metafile is checked: any import left outside
 // the bundle must be a Node built-in or one of EXTERNAL, no code may use __dirname or __filename
@@ -80,24 +81,31 @@ const PAGE_ASSETS_MODULE = path.join(ROOT, "src", "web", "assets.ts")
  * kafkajs 2.2.4 file the replacement was written against, the replacement, and the module text put in
  * kafkajs' place (given its own dependencies, required as kafkajs' file requires them).
  */
-const KAFKAJS_RECORD_DIR = ["kafkajs", "src", "protocol", "recordBatch", "record", "v0"]
 const KAFKAJS_REPLACEMENTS = [
   {
-    file: "index.js",
+    file: "protocol/recordBatch/record/v0/index.js",
     sha256: "ffbc628c1f35f5de8ba798165616b1009d9af1c27ca959999a10e6e3c18f8215",
     module: path.join(ROOT, "src", "broker", "kafka", "recordEncoder.ts"),
     contents: (module) => `const Encoder = require('../../../encoder')\nmodule.exports = require(${JSON.stringify(module)}).makeRecordEncoder(Encoder)\n`
   },
   {
-    file: "decoder.js",
+    file: "protocol/recordBatch/record/v0/decoder.js",
     sha256: "86d740054c8be29b02873bf2871eb43ba5004af94324610541dbab2d9fabcc65",
     module: path.join(ROOT, "src", "broker", "kafka", "recordDecoder.ts"),
     contents: (module) =>
       "const Long = require('../../../../utils/long')\nconst TimestampTypes = require('../../../timestampTypes')\n" +
       `module.exports = require(${JSON.stringify(module)}).makeRecordDecoder(Long, TimestampTypes.LOG_APPEND_TIME)\n`
+  },
+  {
+    file: "producer/groupMessagesPerPartition.js",
+    sha256: "ea72357721fbf67770b5e06b9bf4260faa1e60f3affb556bff2cc7892c1881fb",
+    module: path.join(ROOT, "src", "broker", "kafka", "groupMessages.ts"),
+    contents: (module) => `module.exports = require(${JSON.stringify(module)}).groupMessagesPerPartition\n`
   }
 ]
-const KAFKAJS_RECORD_FILTER = new RegExp(`[\\\\/]${KAFKAJS_RECORD_DIR.join("[\\\\/]")}[\\\\/](index|decoder)\\.js$`)
+/** kafkajs' file of a replacement, as a path under node_modules/kafkajs/src. */
+const kafkajsFile = (args) => path.relative(path.join(ROOT, "node_modules", "kafkajs", "src"), args.path).split(path.sep).join("/")
+const KAFKAJS_FILTER = /[\\/]kafkajs[\\/]src[\\/](protocol[\\/]recordBatch[\\/]record[\\/]v0[\\/](index|decoder)|producer[\\/]groupMessagesPerPartition)\.js$/
 
 // Imported (src/web/assets.ts does, run from source, for `buildPage`), this file builds nothing.
 const runAsScript = (() => {
@@ -176,15 +184,14 @@ async function build(OUT) {
       })
     }
   }
-  // kafkajs' record encoder and decoder, replaced by the product's (src/broker/kafka/record*.ts): the
-  // same bytes and records for a fraction of the work per record. Only the modules they were written
-  // against are replaced.
+  // kafkajs' modules in KAFKAJS_REPLACEMENTS, replaced by the product's: the same bytes and records for
+  // a fraction of the work. Only the modules they were written against are replaced.
   const replaced = new Set()
   const kafkajsPlugin = {
-    name: "kafkajs-records",
+    name: "kafkajs-replacements",
     setup(b) {
-      b.onLoad({ filter: KAFKAJS_RECORD_FILTER }, async (args) => {
-        const replacement = KAFKAJS_REPLACEMENTS.find((r) => path.basename(args.path) === r.file)
+      b.onLoad({ filter: KAFKAJS_FILTER }, async (args) => {
+        const replacement = KAFKAJS_REPLACEMENTS.find((r) => kafkajsFile(args) === r.file)
         if (replacement === undefined) return undefined
         const { createHash } = await import("node:crypto")
         const digest = createHash("sha256").update(await fs.promises.readFile(args.path)).digest("hex")
@@ -273,7 +280,7 @@ async function build(OUT) {
     }
   })
   for (const r of KAFKAJS_REPLACEMENTS) {
-    if (!replaced.has(r.file)) problems.push(`kafkajs' ${KAFKAJS_RECORD_DIR.slice(1).join("/")}/${r.file} was not replaced by ${path.relative(ROOT, r.module)}`)
+    if (!replaced.has(r.file)) problems.push(`kafkajs' src/${r.file} was not replaced by ${path.relative(ROOT, r.module)}`)
   }
   // the page is served from the text embedded in place of src/web/assets.ts
   if (!pageEmbedded) problems.push(`${path.relative(ROOT, PAGE_ASSETS_MODULE)} was not replaced by the built page: the dashboard would not be served`)

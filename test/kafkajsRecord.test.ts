@@ -133,3 +133,35 @@ describe("the record decoder the bundle uses in place of kafkajs' own", () => {
     })
   })
 })
+
+describe("records written one after another, as a send writes them", () => {
+  type Batch = (b: { compression: number; records: ReadonlyArray<{ buffer: Buffer }>; firstTimestamp: number; maxTimestamp: number }) => Promise<{ buffer: Buffer }>
+  const { RecordBatch } = require("kafkajs/src/protocol/recordBatch/v0/index.js") as { RecordBatch: Batch }
+  const { Types: Compression } = require("kafkajs/src/protocol/message/compression/index.js") as { Types: { None: number; GZIP: number } }
+  const large = fc.constantFrom("x".repeat(70_000), "é".repeat(40_000)).map((value) => ({ key: "BTCUSDT", value, headers: {} }))
+
+  it("keep every record's bytes while later records are written, records larger than a slab included", () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof({ weight: 9, arbitrary: record }, { weight: 1, arbitrary: large }), { minLength: 1, maxLength: 400 }), (records) => {
+        const encoded = records.map((r) => productRecord(r))
+        records.forEach((r, i) => expect(encoded[i]!.buffer.equals(kafkajsRecord(r).buffer)).toBe(true))
+      }),
+      { numRuns: 60 }
+    )
+  })
+
+  it("make the record batch kafkajs makes, plain and compressed", async () => {
+    const records = Array.from({ length: 2500 }, (_, i) => ({
+      offsetDelta: i,
+      timestampDelta: i % 7,
+      key: ["BTCUSDT", "ETHUSDT", "SOLUSDT"][i % 3]!,
+      value: `{"symbol":"BTCUSDT","lastPrice":"${(i * 1.5).toFixed(8)}"}`,
+      headers: { "contract-version": "1", "content-type": "application/json" }
+    }))
+    for (const compression of [Compression.None, Compression.GZIP]) {
+      const batch = (encode: (r: RecordInput) => { buffer: Buffer }) =>
+        RecordBatch({ compression, records: records.map(encode), firstTimestamp: 1764547200000, maxTimestamp: 1764547200006 })
+      expect((await batch(productRecord)).buffer.equals((await batch(kafkajsRecord)).buffer)).toBe(true)
+    }
+  })
+})

@@ -1,9 +1,10 @@
 import { Cause, Chunk, Deferred, Duration, Effect, Fiber, Queue, Ref, Schedule, type Scope } from "effect"
-import { type Kafka, type Message, Partitioners, type Producer } from "kafkajs"
+import type { Kafka, Message, Producer } from "kafkajs"
 import { BrokerError } from "../Broker.js"
 import { call, connected, KAFKAJS_RETRY, reconnectPolicy } from "./client.js"
 import type { TopicCodec } from "./codec.js"
 import type { Link } from "./link.js"
+import { MemoizedDefaultPartitioner } from "./partitioner.js"
 
 /** Messages taken from the buffer at once. */
 const MAX_TAKE = 5_000
@@ -92,7 +93,7 @@ export const makeOutbox = <A>(o: OutboxOptions<A>): Effect.Effect<Outbox<A>, nev
         idempotent: true,
         maxInFlightRequests: 1,
         allowAutoTopicCreation: false,
-        createPartitioner: Partitioners.DefaultPartitioner,
+        createPartitioner: MemoizedDefaultPartitioner,
         retry: KAFKAJS_RETRY
       })
     )
