@@ -41,7 +41,7 @@
  *    CONSUMER_BATCH_SIZE=500,CONSUMER_BATCH_WINDOW_MS=1000, the consumer's batching before it became
  *    2000 events / 100 ms), to show what the consumer's batching does to the latency.
  *
- *   node dist/bench/bench/e2e-kafka.js [--rates 5000,10000,20000,30000,40000,50000] [--duration 30] [--symbols 10]
+ *   node dist/bench/bench/e2e-kafka.js [--rates 5000,10000,20000,30000,40000,50000,60000,70000] [--duration 60] [--symbols 10]
  *     [--warmup 5] [--target 50000] [--drain-timeout 60] [--latency-rate 2000] [--latency-seconds 30]
  *     [--poll-ms 5] [--latency-target-ms 250] [--experiment-env NAME=value,…] [--skip-experiment]
  *     [--skip-latency] [--skip-ramp] [--bootstrap host:port (an existing broker; not stopped)]
@@ -95,8 +95,8 @@ import {
 
 const { values: args } = parseArgs({
   options: {
-    rates: { type: "string", default: "5000,10000,20000,30000,40000,50000" },
-    duration: { type: "string", default: "30" },
+    rates: { type: "string", default: "5000,10000,20000,30000,40000,50000,60000,70000" },
+    duration: { type: "string", default: "60" },
     symbols: { type: "string", default: "10" },
     warmup: { type: "string", default: "5" },
     target: { type: "string", default: "50000" },
