@@ -103,8 +103,8 @@ const KAFKAJS_REPLACEMENTS = [
     contents: (module) => `module.exports = require(${JSON.stringify(module)}).groupMessagesPerPartition\n`
   }
 ]
-/** kafkajs' file of a replacement, as a path under node_modules/kafkajs/src. */
-const kafkajsFile = (args) => path.relative(path.join(ROOT, "node_modules", "kafkajs", "src"), args.path).split(path.sep).join("/")
+/** A kafkajs module's path under kafkajs/src (wherever node_modules is: a symlink resolves elsewhere). */
+const kafkajsFile = (args) => args.path.split(path.sep).join("/").replace(/^.*\/kafkajs\/src\//, "")
 const KAFKAJS_FILTER = /[\\/]kafkajs[\\/]src[\\/](protocol[\\/]recordBatch[\\/]record[\\/]v0[\\/](index|decoder)|producer[\\/]groupMessagesPerPartition)\.js$/
 
 // Imported (src/web/assets.ts does, run from source, for `buildPage`), this file builds nothing.
