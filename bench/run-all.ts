@@ -4,9 +4,9 @@
  * options, each writing its own section of bench/RESULTS.md. A bench that fails does not stop the others. At the end: one line per
  * bench with its verdict and how long it took.
  *
- * Order: store-path (~0.5 min), e2e-direct (~6 min), e2e-kafka (~9 min, starts and stops its own Kafka),
+ * Order: store-path (~0.5 min), e2e-direct (~6 min), e2e-kafka (~14 min, starts and stops its own Kafka),
  * memory (~13 min: 10 min + a 3 min experiment), trades-direct (~2 min), sse-clients (~5 min),
- * cold-start (~1 min). About 33 minutes in all.
+ * cold-start (~1 min). About 38 minutes in all.
  * The benches that need the 690 MB seeded database (seed, bi-latency, latest-throughput) are not
  * part of it: run them with their own scripts.
  *
